@@ -4,12 +4,7 @@
  * moves to a new phase. Pure functions only; no I/O.
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import type {
-  Phase,
-  SessionLivedBackendSpec,
-  SessionLivedBackendStatus,
-  Condition,
-} from '../../crd-schemas/generated/types';
+import type { Phase, SessionLivedBackendSpec, SessionLivedBackendStatus, Condition } from '../../crd-schemas/generated/types';
 import { API_VERSION, KIND } from './constants';
 
 export type { Phase, SessionLivedBackendSpec, SessionLivedBackendStatus, Condition };

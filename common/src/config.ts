@@ -74,11 +74,7 @@ function describeError(spec: ConfigSpec, err: ErrorObject): string {
   return `${where} ${err.message ?? 'is invalid'}`;
 }
 
-export function loadConfig<T>(
-  spec: ConfigSpec,
-  argv: string[] = process.argv.slice(2),
-  env: NodeJS.ProcessEnv = process.env,
-): T {
+export function loadConfig<T>(spec: ConfigSpec, argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): T {
   const props = spec.schema.properties;
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const name of Object.keys(props)) options[kebab(name)] = { type: 'string' };

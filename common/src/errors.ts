@@ -46,8 +46,7 @@ export class KubeUnavailableError extends TransientError {
 }
 
 export const isNotFound = (e: unknown): boolean => e instanceof KubeApiError && e.status === 404;
-export const isConflict = (e: unknown): boolean =>
-  e instanceof KubeApiError && e.status === 409 && e.reason !== 'AlreadyExists';
+export const isConflict = (e: unknown): boolean => e instanceof KubeApiError && e.status === 409 && e.reason !== 'AlreadyExists';
 export const isAlreadyExists = (e: unknown): boolean =>
   e instanceof KubeApiError && e.status === 409 && e.reason === 'AlreadyExists';
 

@@ -2,188 +2,189 @@
 
 /**
  * A Kubernetes quantity such as 500m, 2, 128Mi or 1Gi.
- *
+ * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "Quantity".
  */
-export type Quantity = number | string;
+export type Quantity = (number | string)
 /**
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "Phase".
  */
-export type Phase =
-  'Submitted' | 'Constructed' | 'Scheduled' | 'Running' | 'Ready' | 'Swept' | 'Failed';
+export type Phase = ("Submitted" | "Constructed" | "Scheduled" | "Running" | "Ready" | "Swept" | "Failed")
 
 /**
  * A session-lived backend: one server process (a Pod with an injected sidecar) that lives as long as a user session keeps it busy, and is swept once idle for its grace period.
  */
 export interface SessionLivedBackend {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: {};
-  spec: SessionLivedBackendSpec;
-  status?: SessionLivedBackendStatus;
+apiVersion?: string
+kind?: string
+metadata?: {
+
+}
+spec: SessionLivedBackendSpec
+status?: SessionLivedBackendStatus
 }
 /**
  * What to run and when to sweep it.
- *
+ * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "SessionLivedBackendSpec".
  */
 export interface SessionLivedBackendSpec {
-  template: BackendPodTemplate;
-  /**
-   * Port the application listens on; passed to it as the env var PORT.
-   */
-  httpPort?: number;
-  /**
-   * How long the backend may stay idle (no open WebSocket, no request) before it is swept.
-   */
-  gracePeriodSeconds?: number;
-  /**
-   * Hard cap on the backend's life from creation, regardless of activity.
-   */
-  maxLifetimeSeconds?: number;
-  /**
-   * The backend is Failed (StartupTimeout) if it is not Ready this long after creation.
-   */
-  startupTimeoutSeconds?: number;
+template: BackendPodTemplate
+/**
+ * Port the application listens on; passed to it as the env var PORT.
+ */
+httpPort?: number
+/**
+ * How long the backend may stay idle (no open WebSocket, no request) before it is swept.
+ */
+gracePeriodSeconds?: number
+/**
+ * Hard cap on the backend's life from creation, regardless of activity.
+ */
+maxLifetimeSeconds?: number
+/**
+ * The backend is Failed (StartupTimeout) if it is not Ready this long after creation.
+ */
+startupTimeoutSeconds?: number
 }
 /**
  * Pod fields for the backend. The first container is the application; Spawner appends its own sidecar, so never list it here.
- *
+ * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "BackendPodTemplate".
  */
 export interface BackendPodTemplate {
-  /**
-   * @minItems 1
-   * @maxItems 16
-   */
-  containers: BackendContainer[];
-  imagePullSecrets?: {
-    name: string;
-  }[];
-  volumes?: {
-    name: string;
-    [k: string]: unknown;
-  }[];
-  nodeSelector?: {
-    [k: string]: string;
-  };
-  tolerations?: {
-    [k: string]: unknown;
-  }[];
-  affinity?: {
-    [k: string]: unknown;
-  };
-  securityContext?: {
-    [k: string]: unknown;
-  };
-  serviceAccountName?: string;
-  priorityClassName?: string;
-  runtimeClassName?: string;
+/**
+ * @minItems 1
+ * @maxItems 16
+ */
+containers: BackendContainer[]
+imagePullSecrets?: {
+name: string
+}[]
+volumes?: {
+name: string
+[k: string]: unknown
+}[]
+nodeSelector?: {
+[k: string]: string
+}
+tolerations?: {
+[k: string]: unknown
+}[]
+affinity?: {
+[k: string]: unknown
+}
+securityContext?: {
+[k: string]: unknown
+}
+serviceAccountName?: string
+priorityClassName?: string
+runtimeClassName?: string
 }
 /**
  * A container, as in a Pod. Fields not listed here pass through to the Pod unchanged.
- *
+ * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "BackendContainer".
  */
 export interface BackendContainer {
-  name: string;
-  image: string;
-  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
-  command?: string[];
-  args?: string[];
-  workingDir?: string;
-  env?: EnvVar[];
-  resources?: ResourceRequirements;
-  volumeMounts?: {
-    name: string;
-    mountPath: string;
-    [k: string]: unknown;
-  }[];
-  securityContext?: {
-    [k: string]: unknown;
-  };
-  [k: string]: unknown;
+name: string
+image: string
+imagePullPolicy?: ("Always" | "IfNotPresent" | "Never")
+command?: string[]
+args?: string[]
+workingDir?: string
+env?: EnvVar[]
+resources?: ResourceRequirements
+volumeMounts?: {
+name: string
+mountPath: string
+[k: string]: unknown
+}[]
+securityContext?: {
+[k: string]: unknown
+}
+[k: string]: unknown
 }
 /**
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "EnvVar".
  */
 export interface EnvVar {
-  name: string;
-  value?: string;
-  valueFrom?: {
-    [k: string]: unknown;
-  };
+name: string
+value?: string
+valueFrom?: {
+[k: string]: unknown
+}
 }
 /**
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "ResourceRequirements".
  */
 export interface ResourceRequirements {
-  limits?: {
-    [k: string]: Quantity;
-  };
-  requests?: {
-    [k: string]: Quantity;
-  };
+limits?: {
+[k: string]: Quantity
+}
+requests?: {
+[k: string]: Quantity
+}
 }
 /**
  * Where the backend is in its life. The boolean flags are the original Spawner's; `phase` only moves forward (Submitted, Constructed, Scheduled, Running, Ready, then Swept or Failed).
- *
+ * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "SessionLivedBackendStatus".
  */
 export interface SessionLivedBackendStatus {
-  phase?: Phase;
-  /**
-   * Why the backend reached a terminal phase (IdleTimeout, ContainerExited, ...).
-   */
-  reason?: string;
-  message?: string;
-  submitted?: boolean;
-  constructed?: boolean;
-  scheduled?: boolean;
-  running?: boolean;
-  ready?: boolean;
-  swept?: boolean;
-  failed?: boolean;
-  nodeName?: string;
-  /**
-   * Cluster IP of the backend's Service.
-   */
-  ip?: string;
-  /**
-   * Port of the backend's Service (the sidecar).
-   */
-  port?: number;
-  /**
-   * In-cluster URL of the backend (through its Service and sidecar).
-   */
-  url?: string;
-  podIP?: string;
-  /**
-   * Exit code of the application container, when it exited.
-   */
-  exitCode?: number;
-  observedGeneration?: number;
-  conditions?: Condition[];
+phase?: Phase
+/**
+ * Why the backend reached a terminal phase (IdleTimeout, ContainerExited, ...).
+ */
+reason?: string
+message?: string
+submitted?: boolean
+constructed?: boolean
+scheduled?: boolean
+running?: boolean
+ready?: boolean
+swept?: boolean
+failed?: boolean
+nodeName?: string
+/**
+ * Cluster IP of the backend's Service.
+ */
+ip?: string
+/**
+ * Port of the backend's Service (the sidecar).
+ */
+port?: number
+/**
+ * In-cluster URL of the backend (through its Service and sidecar).
+ */
+url?: string
+podIP?: string
+/**
+ * Exit code of the application container, when it exited.
+ */
+exitCode?: number
+observedGeneration?: number
+conditions?: Condition[]
 }
 /**
  * One condition per phase the backend reached, with the time it was reached; the status stream replays them in order.
- *
+ * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "Condition".
  */
 export interface Condition {
-  type: string;
-  status: 'True' | 'False' | 'Unknown';
-  reason?: string;
-  message?: string;
-  lastTransitionTime: string;
-  observedGeneration?: number;
+type: string
+status: ("True" | "False" | "Unknown")
+reason?: string
+message?: string
+lastTransitionTime: string
+observedGeneration?: number
 }

@@ -113,7 +113,7 @@ export class HttpKubeClient implements KubeClient {
     const p = await this.prepare();
     const url = new URL(path, p.base);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const headers: http.OutgoingHttpHeaders = { ...(p.options.headers ?? {}), accept: 'application/json' };
+    const headers: http.OutgoingHttpHeaders = { ...(p.options.headers as http.OutgoingHttpHeaders), accept: 'application/json' };
     if (payload) {
       headers['content-type'] = contentType;
       headers['content-length'] = payload.length;
@@ -122,20 +122,16 @@ export class HttpKubeClient implements KubeClient {
     const verb = method;
     return new Promise((resolve, reject) => {
       const mod = url.protocol === 'https:' ? https : http;
-      const req = mod.request(
-        url,
-        { method, headers, agent: p.agent, auth: p.options.auth, timeout: timeoutMs },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (err) => reject(new KubeUnavailableError(`${method} ${path}: ${err.message}`)));
-          res.on('end', () => {
-            const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-            this.opts.onRequest?.(verb, res.statusCode ?? 0, seconds);
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-          });
-        },
-      );
+      const req = mod.request(url, { method, headers, agent: p.agent, auth: p.options.auth, timeout: timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => reject(new KubeUnavailableError(`${method} ${path}: ${err.message}`)));
+        res.on('end', () => {
+          const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+          this.opts.onRequest?.(verb, res.statusCode ?? 0, seconds);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+      });
       req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
       req.on('error', (err) => {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -159,7 +155,11 @@ export class HttpKubeClient implements KubeClient {
     throw toApiError(status, text);
   }
 
-  async list<T extends KubeObject>(type: ResourceType, namespace: string | undefined, opts: ListOptions = {}): Promise<ListResult<T>> {
+  async list<T extends KubeObject>(
+    type: ResourceType,
+    namespace: string | undefined,
+    opts: ListOptions = {},
+  ): Promise<ListResult<T>> {
     const path = resourcePath(type, namespace) + query({ ...opts });
     const body = await this.json<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>('GET', path);
     const apiVersion = type.group ? `${type.group}/${type.version}` : type.version;
@@ -228,7 +228,7 @@ export class HttpKubeClient implements KubeClient {
         // Watches get their own connection so a long stream never blocks pooled requests.
         req = mod.request(url, {
           method: 'GET',
-          headers: { ...(p.options.headers ?? {}), accept: 'application/json' },
+          headers: { ...(p.options.headers as http.OutgoingHttpHeaders), accept: 'application/json' },
           ca: p.options.ca,
           cert: p.options.cert,
           key: p.options.key,
@@ -237,7 +237,9 @@ export class HttpKubeClient implements KubeClient {
           agent: false,
         });
         req.setTimeout(((opts.timeoutSeconds ?? 300) + 30) * 1000, () => req?.destroy(new Error('watch stalled')));
-        req.on('error', (err) => (aborted ? resolve() : reject(new KubeUnavailableError(`watch ${type.plural}: ${err.message}`))));
+        req.on('error', (err) =>
+          aborted ? resolve() : reject(new KubeUnavailableError(`watch ${type.plural}: ${err.message}`)),
+        );
         req.on('response', (res) => {
           if ((res.statusCode ?? 0) >= 300) {
             const chunks: Buffer[] = [];

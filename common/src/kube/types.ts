@@ -8,7 +8,6 @@ export interface KubeObject {
   apiVersion?: string;
   kind?: string;
   metadata?: V1ObjectMeta;
-  [key: string]: unknown;
 }
 
 /** Where a resource type lives: `/api/v1/...` for the core group, `/apis/<group>/<version>/...`. */

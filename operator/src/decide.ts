@@ -1,0 +1,184 @@
+/**
+ * The heart of the reconcile, as a pure function: given a backend and what exists for it now,
+ * what should be done. No I/O here, so every branch is unit-tested with plain objects.
+ */
+import type { V1Pod, V1Service } from '@kubernetes/client-node';
+import {
+  isTerminal,
+  phaseOf,
+  PHASES,
+  Reasons,
+  type Phase,
+  type SessionLivedBackend,
+  type SessionLivedBackendStatus,
+  type Transition,
+} from '../../common/src/backend';
+import { DEFAULT_STARTUP_TIMEOUT_SECONDS, LABEL_SPAWNER_GROUP, SIDECAR_SERVE_PORT } from '../../common/src/constants';
+import { serviceUrl, specProblems } from './desired-state';
+import { observePod } from './observe-pod';
+
+export type Action =
+  | { kind: 'createPod' }
+  | { kind: 'createService' }
+  /** A same-named Pod/Service left by an earlier backend of this name: remove it first. */
+  | { kind: 'deleteStale'; what: 'pod' | 'service'; uid: string }
+  /** The cache says the Pod is gone but the backend had one: check the API server before failing it. */
+  | { kind: 'confirmPodGone' }
+  | { kind: 'transition'; transition: Transition }
+  | { kind: 'labelNode'; node: string }
+  | { kind: 'deleteChildren' }
+  | { kind: 'deleteBackend' };
+
+export interface Plan {
+  actions: Action[];
+  requeueAfterMs?: number;
+}
+
+export interface DecideInput {
+  backend: SessionLivedBackend;
+  pod?: V1Pod;
+  service?: V1Service;
+  /** True when a live read (not the cache) found no Pod. */
+  podConfirmedMissing?: boolean;
+  now: Date;
+  failedRetentionMs: number;
+}
+
+const RANK = Object.fromEntries(PHASES.map((p, i) => [p, Math.min(i, 5)])) as Record<Phase, number>;
+const time = (v: unknown): number => new Date(v as string).getTime();
+const ownedBy = (obj: { metadata?: { ownerReferences?: Array<{ uid: string }> } } | undefined, uid?: string): boolean =>
+  !!obj?.metadata?.ownerReferences?.some((r) => r.uid === uid);
+
+function conditionTime(backend: SessionLivedBackend, type: Phase): number | undefined {
+  const c = backend.status?.conditions?.find((x) => x.type === type);
+  return c ? time(c.lastTransitionTime) : undefined;
+}
+
+function fail(reason: string, message: string, fields?: Partial<SessionLivedBackendStatus>): Action {
+  return { kind: 'transition', transition: { phase: 'Failed', reason, message, fields } };
+}
+
+function decideTerminal(input: DecideInput, phase: Phase): Plan {
+  const { backend, pod, service, now, failedRetentionMs } = input;
+  if (phase === 'Swept') return { actions: [{ kind: 'deleteBackend' }] };
+  // Failed: nothing of it keeps running, but the resource stays a while so users can look.
+  const actions: Action[] = [];
+  if (ownedBy(pod, backend.metadata.uid) || ownedBy(service, backend.metadata.uid)) actions.push({ kind: 'deleteChildren' });
+  const failedAt = conditionTime(backend, 'Failed') ?? now.getTime();
+  const remaining = failedAt + failedRetentionMs - now.getTime();
+  if (remaining <= 0) return { actions: [...actions, { kind: 'deleteBackend' }] };
+  return { actions, requeueAfterMs: remaining };
+}
+
+export function decide(input: DecideInput): Plan {
+  const { backend, pod, service, now } = input;
+  if (backend.metadata.deletionTimestamp) return { actions: [] };
+  const phase = phaseOf(backend);
+  if (isTerminal(phase)) return decideTerminal(input, phase);
+
+  const problems = specProblems(backend);
+  if (problems.length > 0) return { actions: [fail(Reasons.InvalidSpec, problems.join('; '))] };
+
+  const created = time(backend.metadata.creationTimestamp);
+  const nowMs = now.getTime();
+  const deadlines: number[] = [];
+
+  const maxLifetime = backend.spec.maxLifetimeSeconds;
+  if (maxLifetime !== undefined) {
+    const deadline = created + maxLifetime * 1000;
+    if (nowMs >= deadline) {
+      return {
+        actions: [
+          {
+            kind: 'transition',
+            transition: {
+              phase: 'Swept',
+              reason: Reasons.LifetimeExceeded,
+              message: `maxLifetimeSeconds (${maxLifetime}) reached`,
+            },
+          },
+        ],
+      };
+    }
+    deadlines.push(deadline);
+  }
+
+  const uid = backend.metadata.uid;
+  if (pod && !ownedBy(pod, uid))
+    return { actions: [{ kind: 'deleteStale', what: 'pod', uid: pod.metadata?.uid ?? '' }], requeueAfterMs: 1000 };
+  if (service && !ownedBy(service, uid)) {
+    return { actions: [{ kind: 'deleteStale', what: 'service', uid: service.metadata?.uid ?? '' }], requeueAfterMs: 1000 };
+  }
+
+  const hadPod = RANK[phase] >= RANK.Constructed || backend.status?.constructed === true;
+  if (!pod && hadPod) {
+    if (!input.podConfirmedMissing) return { actions: [{ kind: 'confirmPodGone' }] };
+    return { actions: [fail(Reasons.PodDeleted, "the backend's Pod was deleted")] };
+  }
+  if (pod?.metadata?.deletionTimestamp) return { actions: [fail(Reasons.PodDeleted, "the backend's Pod is being deleted")] };
+
+  const actions: Action[] = [];
+  if (!pod) actions.push({ kind: 'createPod' });
+  if (!service) actions.push({ kind: 'createService' });
+
+  // Both exist once this pass's creates succeed; a failed create throws and stops the pass.
+  let target: Phase = 'Constructed';
+  const fields: Partial<SessionLivedBackendStatus> = {
+    port: SIDECAR_SERVE_PORT,
+    url: serviceUrl(backend),
+  };
+  if (service?.spec?.clusterIP && service.spec.clusterIP !== 'None') fields.ip = service.spec.clusterIP;
+
+  if (pod) {
+    const appName = backend.spec.template.containers[0].name;
+    const obs = observePod(pod, appName);
+    if (obs.terminated) {
+      const t = obs.terminated;
+      const oom = t.reason === 'OOMKilled';
+      const what = t.isApp ? 'the application' : `container ${t.container}`;
+      const message = oom
+        ? `${what} was killed for running out of memory`
+        : `${what} exited with code ${t.exitCode}${t.message ? `: ${t.message}` : ''}`;
+      return { actions: [fail(oom ? Reasons.OOMKilled : Reasons.ContainerExited, message, { exitCode: t.exitCode })] };
+    }
+    if (obs.imagePullError) return { actions: [fail(Reasons.ImagePullError, obs.imagePullError)] };
+
+    if (obs.nodeName) {
+      target = 'Scheduled';
+      fields.nodeName = obs.nodeName;
+      if (backend.metadata.labels?.[LABEL_SPAWNER_GROUP] !== obs.nodeName)
+        actions.push({ kind: 'labelNode', node: obs.nodeName });
+    }
+    if (obs.podIP) fields.podIP = obs.podIP;
+    if (obs.running && obs.nodeName) target = 'Running';
+    if (obs.ready && obs.running && obs.nodeName) target = 'Ready';
+
+    if (RANK[target] < RANK.Ready) {
+      const timeout = (backend.spec.startupTimeoutSeconds ?? DEFAULT_STARTUP_TIMEOUT_SECONDS) * 1000;
+      const deadline = created + timeout;
+      if (nowMs >= deadline) {
+        if (obs.unschedulable) return { actions: [fail(Reasons.Unschedulable, obs.unschedulable)] };
+        const detail = obs.waitingProblem ? `: ${obs.waitingProblem}` : '';
+        return { actions: [fail(Reasons.StartupTimeout, `not Ready within startupTimeoutSeconds (${timeout / 1000})${detail}`)] };
+      }
+      deadlines.push(deadline);
+    }
+  } else {
+    const timeout = (backend.spec.startupTimeoutSeconds ?? DEFAULT_STARTUP_TIMEOUT_SECONDS) * 1000;
+    deadlines.push(created + timeout);
+  }
+
+  if (RANK[target] > RANK[phase]) actions.push({ kind: 'transition', transition: { phase: target, fields } });
+  else if (changedFields(backend.status, fields)) {
+    // Same phase, new facts (a podIP after a restart of the watch, say): record them.
+    actions.push({ kind: 'transition', transition: { phase, fields } });
+  }
+
+  const next = deadlines.length > 0 ? Math.min(...deadlines) - nowMs : undefined;
+  return { actions, requeueAfterMs: next !== undefined ? Math.max(next, 0) : undefined };
+}
+
+function changedFields(status: SessionLivedBackendStatus | undefined, fields: Partial<SessionLivedBackendStatus>): boolean {
+  const s = (status ?? {}) as Record<string, unknown>;
+  return Object.entries(fields).some(([k, v]) => v !== undefined && s[k] !== v);
+}

@@ -1,0 +1,92 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { LATENCY_BUCKETS } from '../../common/src/metrics';
+import { PHASES, phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+
+export interface OperatorMetrics {
+  reconcileDuration: Histogram<'result'>;
+  reconcileErrors: Counter<'kind'>;
+  spawnStage: Histogram<'stage'>;
+  terminations: Counter<'phase' | 'reason'>;
+  transitions: Counter<'phase'>;
+  queueDepth: Gauge;
+  leader: Gauge;
+  watchErrors: Counter<'resource'>;
+  kubeRequests: Counter<'verb' | 'code'>;
+}
+
+export function createOperatorMetrics(
+  registry: Registry,
+  backends: () => Iterable<SessionLivedBackend>,
+  depth: () => number,
+): OperatorMetrics {
+  new Gauge({
+    name: 'spawner_backends',
+    help: 'Backends by phase, as the operator sees them.',
+    labelNames: ['phase'],
+    registers: [registry],
+    collect() {
+      const counts = new Map<string, number>(PHASES.map((p) => [p, 0]));
+      for (const b of backends()) counts.set(phaseOf(b), (counts.get(phaseOf(b)) ?? 0) + 1);
+      for (const [phase, n] of counts) this.set({ phase }, n);
+    },
+  });
+  return {
+    reconcileDuration: new Histogram({
+      name: 'spawner_reconcile_duration_seconds',
+      help: 'Time of one reconcile of one backend.',
+      labelNames: ['result'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    reconcileErrors: new Counter({
+      name: 'spawner_reconcile_errors_total',
+      help: 'Reconciles that failed, by kind of error (transient errors are retried with backoff).',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    spawnStage: new Histogram({
+      name: 'spawner_spawn_stage_seconds',
+      help: "Time from a backend's creation until it reached each stage.",
+      labelNames: ['stage'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    terminations: new Counter({
+      name: 'spawner_backend_terminations_total',
+      help: 'Backends that ended, by terminal phase (Swept or Failed) and reason.',
+      labelNames: ['phase', 'reason'],
+      registers: [registry],
+    }),
+    transitions: new Counter({
+      name: 'spawner_phase_transitions_total',
+      help: 'Phase transitions written by the operator, by phase reached.',
+      labelNames: ['phase'],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'spawner_operator_queue_depth',
+      help: 'Backends waiting to be reconciled.',
+      registers: [registry],
+      collect() {
+        this.set(depth());
+      },
+    }),
+    leader: new Gauge({
+      name: 'spawner_operator_leader',
+      help: '1 when this replica is the leader (or leader election is off).',
+      registers: [registry],
+    }),
+    watchErrors: new Counter({
+      name: 'spawner_operator_watch_errors_total',
+      help: 'Watches that failed and were restarted, by resource.',
+      labelNames: ['resource'],
+      registers: [registry],
+    }),
+    kubeRequests: new Counter({
+      name: 'spawner_kube_requests_total',
+      help: 'Requests to the Kubernetes API server, by verb and status code.',
+      labelNames: ['verb', 'code'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * The Spawner operator, on `@dot-i/k8s-operator`: `init()` registers the SessionLivedBackend
+ * handler (and the Pod/Service watches that feed it) through `watchResource`, as the library
+ * intends. The library's own watch loop is replaced (see docs/adr/0001-operator-framework.md):
+ * in 1.3.9 it calls `process.exit(1)` on any watch error and runs every handler on one serial
+ * queue that drops handler errors. Here `watchResource` is backed by a never-giving-up Informer,
+ * and handlers only enqueue keys into a keyed WorkQueue that runs the reconcile.
+ */
+import Operator, { ResourceEventType, type ResourceEvent } from '@dot-i/k8s-operator';
+import type { KubeConfig, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { SessionLivedBackend } from '../../common/src/backend';
+import { GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION } from '../../common/src/constants';
+import { errorMessage, isTransient } from '../../common/src/errors';
+import { Informer } from '../../common/src/kube/informer';
+import { BACKENDS, objectKey, PODS, SERVICES } from '../../common/src/kube/resources';
+import type { KubeClient, KubeObject, ResourceType } from '../../common/src/kube/types';
+import type { Logger } from '../../common/src/logger';
+import { WorkQueue } from '../../common/src/work-queue';
+import type { OperatorConfig } from './config';
+import type { OperatorMetrics } from './metrics';
+import { Reconciler, type ObjectCache } from './reconciler';
+
+const TYPES: Record<string, ResourceType> = { [PLURAL]: BACKENDS, pods: PODS, services: SERVICES };
+
+/** Adapts the library's OperatorLogger (message only) to our structured logger. */
+const operatorLogger = (logger: Logger) => ({
+  debug: (m: string) => logger.debug(m),
+  info: (m: string) => logger.info(m),
+  warn: (m: string) => logger.warn(m),
+  error: (m: string) => logger.error(m),
+});
+
+export class SpawnerOperator extends Operator implements ObjectCache {
+  readonly queue: WorkQueue;
+  private readonly reconciler: Reconciler;
+  private readonly informers = new Map<string, Informer<KubeObject>>();
+  private active = false;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly kube: KubeClient,
+    private readonly config: OperatorConfig,
+    private readonly metrics: OperatorMetrics,
+    private readonly log: Logger,
+    now: () => Date = () => new Date(),
+  ) {
+    super(operatorLogger(log));
+    this.kubeConfig = kubeConfig;
+    this.reconciler = new Reconciler(kube, this, config, metrics, log, now);
+    this.queue = new WorkQueue((key) => this.reconciler.reconcile(key), {
+      concurrency: config.concurrency,
+      onError: (key, err, attempt) => {
+        const kind = isTransient(err) ? 'transient' : 'permanent';
+        metrics.reconcileErrors.inc({ kind });
+        const level = attempt >= 3 || kind === 'permanent' ? 'warn' : 'debug';
+        log[level]('reconcile failed; retrying with backoff', { backend: key, attempt, kind, error: errorMessage(err) });
+      },
+      onProcessed: (_key, seconds, ok) => metrics.reconcileDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
+    });
+  }
+
+  /** Registers the handlers: backends by key, and their Pods and Services mapped to the owner's key. */
+  protected async init(): Promise<void> {
+    for (const ns of this.config.namespaces) {
+      await this.watchResource(GROUP, VERSION, PLURAL, (e) => this.onBackendEvent(e), ns);
+      await this.watchResource('', 'v1', 'pods', (e) => this.onChildEvent(e), ns);
+      await this.watchResource('', 'v1', 'services', (e) => this.onChildEvent(e), ns);
+    }
+  }
+
+  /**
+   * Replaces the library's watch (which exits the process on error) with an Informer: list, then
+   * watch from that version, relist after any failure, report deletions missed meanwhile, resync
+   * periodically. The callback receives the library's ResourceEvent, as before.
+   */
+  protected override async watchResource(
+    group: string,
+    version: string,
+    plural: string,
+    onEvent: (event: ResourceEvent) => Promise<void>,
+    namespace?: string,
+  ): Promise<void> {
+    const type = TYPES[plural];
+    if (!type || type.group !== group || type.version !== version)
+      throw new Error(`unexpected resource ${plural}.${group}/${version}`);
+    const deliver = (eventType: ResourceEventType, object: KubeObject): void => {
+      const meta = {
+        id: `${plural}.${type.group ? `${group}/${version}` : version}`,
+        name: object.metadata?.name ?? '',
+        namespace: object.metadata?.namespace,
+        resourceVersion: object.metadata?.resourceVersion ?? '',
+        apiVersion: object.apiVersion ?? '',
+        kind: object.kind ?? type.kind,
+      };
+      onEvent({ meta, type: eventType, object: object as never }).catch((err: unknown) =>
+        this.log.error('event handler failed', { resource: plural, error: errorMessage(err) }),
+      );
+    };
+    const informer = new Informer<KubeObject>(
+      this.kube,
+      type,
+      {
+        onUpsert: (o) => deliver(ResourceEventType.Modified, o),
+        onDelete: (o) => deliver(ResourceEventType.Deleted, o),
+      },
+      this.log,
+      {
+        namespace,
+        // Only what Spawner made: a namespace's other Pods never reach the cache.
+        labelSelector: type === BACKENDS ? undefined : `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+        resyncMs: type === BACKENDS ? this.config.resyncSeconds * 1000 : undefined,
+        onWatchError: () => this.metrics.watchErrors.inc({ resource: plural }),
+      },
+    );
+    this.informers.set(`${plural}/${namespace ?? ''}`, informer);
+    informer.start();
+  }
+
+  private async onBackendEvent(e: ResourceEvent): Promise<void> {
+    const key = objectKey(e.meta.namespace, e.meta.name);
+    if (e.type === ResourceEventType.Deleted) {
+      this.queue.forget(key);
+      this.reconciler.forget(key);
+      this.reconciler.forgetEvents(e.object as unknown as SessionLivedBackend);
+      return;
+    }
+    if (this.active) this.queue.add(key);
+  }
+
+  private async onChildEvent(e: ResourceEvent): Promise<void> {
+    const owner = e.object.metadata?.ownerReferences?.find((r) => r.controller && r.kind === BACKENDS.kind);
+    if (owner && this.active) this.queue.add(objectKey(e.meta.namespace, owner.name));
+  }
+
+  private informer<T extends KubeObject>(plural: string, namespace: string): Informer<T> | undefined {
+    return this.informers.get(`${plural}/${namespace}`) as Informer<T> | undefined;
+  }
+
+  backend(namespace: string, name: string): SessionLivedBackend | undefined {
+    return this.informer<SessionLivedBackend>(PLURAL, namespace)?.get(namespace, name);
+  }
+
+  pod(namespace: string, name: string): V1Pod | undefined {
+    return this.informer<V1Pod & KubeObject>('pods', namespace)?.get(namespace, name);
+  }
+
+  service(namespace: string, name: string): V1Service | undefined {
+    return this.informer<V1Service & KubeObject>('services', namespace)?.get(namespace, name);
+  }
+
+  /** Every cached backend (for the phase gauge). */
+  *backends(): Iterable<SessionLivedBackend> {
+    for (const ns of this.config.namespaces) yield* this.informer<SessionLivedBackend>(PLURAL, ns)?.list() ?? [];
+  }
+
+  get synced(): boolean {
+    return [...this.informers.values()].every((i) => i.hasSynced);
+  }
+
+  async waitForSync(): Promise<void> {
+    await Promise.all([...this.informers.values()].map((i) => i.waitForSync()));
+  }
+
+  /**
+   * Start reconciling (when elected): seed the known Events, then enqueue every cached backend.
+   * A standby keeps its caches warm but writes nothing.
+   */
+  async activate(): Promise<void> {
+    if (this.active) return;
+    await this.waitForSync();
+    for (const ns of this.config.namespaces) {
+      await this.reconciler
+        .loadEmittedEvents(ns)
+        .catch((err: unknown) =>
+          this.log.warn('could not list existing events; some may be created again', { namespace: ns, error: errorMessage(err) }),
+        );
+    }
+    this.active = true;
+    for (const b of this.backends()) this.queue.add(objectKey(b.metadata.namespace, b.metadata.name as string));
+    this.log.info('reconciling', { namespaces: this.config.namespaces });
+  }
+
+  deactivate(): void {
+    this.active = false;
+  }
+
+  override stop(): void {
+    this.active = false;
+    for (const i of this.informers.values()) void i.stop();
+  }
+
+  async shutdown(): Promise<void> {
+    this.active = false;
+    await this.queue.stop();
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The reconcile of one backend, by key: read the world (watch caches, and the API server where a
+ * cache could mislead), let `decide` compute the plan, apply it, and say when to look again.
+ *
+ * Why it is safe to run again at any point, and after a crash at any point:
+ * - Pod and Service have the backend's name and a controller ownerReference; creating one that
+ *   exists answers AlreadyExists, so nothing is ever created twice.
+ * - Status is written with a merge patch carrying the resourceVersion it was computed from, so a
+ *   write based on a stale read fails with Conflict and is retried from a fresh one; the phase
+ *   therefore only moves forward even while the sweeper and the API write status too.
+ * - Events have deterministic names (backend, phase, uid), so re-emitting one is a no-op.
+ * - There is no finalizer: deleting a backend never waits for the operator. Its Pod and Service go
+ *   with it through Kubernetes' garbage collector (the ownerReferences), even with no operator
+ *   running at all.
+ */
+import type { CoreV1Event, V1Pod, V1Service } from '@kubernetes/client-node';
+import {
+  phaseOf,
+  PHASES,
+  transitionStatus,
+  type Phase,
+  type SessionLivedBackend,
+  type Transition,
+} from '../../common/src/backend';
+import { EVENT_REPORTING_COMPONENT, FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
+import { isAlreadyExists, isNotFound } from '../../common/src/errors';
+import { BACKENDS, EVENTS, PODS, SERVICES, splitKey } from '../../common/src/kube/resources';
+import type { KubeClient } from '../../common/src/kube/types';
+import type { Logger } from '../../common/src/logger';
+import type { HandlerResult } from '../../common/src/work-queue';
+import type { OperatorConfig } from './config';
+import { decide, type Action } from './decide';
+import { buildPod, buildService } from './desired-state';
+import type { OperatorMetrics } from './metrics';
+
+/** Where the reconciler reads current objects from (the operator's watch caches). */
+export interface ObjectCache {
+  backend(namespace: string, name: string): SessionLivedBackend | undefined;
+  pod(namespace: string, name: string): V1Pod | undefined;
+  service(namespace: string, name: string): V1Service | undefined;
+}
+
+/** Events older than this are not re-created after a restart: the API server has expired them. */
+const EVENT_REEMIT_WINDOW_MS = 50 * 60 * 1000;
+
+export function eventName(backend: SessionLivedBackend, phase: Phase): string {
+  return `${backend.metadata.name}.${phase.toLowerCase()}.${(backend.metadata.uid ?? '').slice(0, 8)}`;
+}
+
+/** Resource versions are opaque, but etcd's are increasing integers; pick the newer object. */
+function newer<T extends { metadata?: { resourceVersion?: string } }>(a: T | undefined, b: T | undefined): T | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  const ra = Number(a.metadata?.resourceVersion);
+  const rb = Number(b.metadata?.resourceVersion);
+  if (Number.isFinite(ra) && Number.isFinite(rb)) return rb > ra ? b : a;
+  return a;
+}
+
+export class Reconciler {
+  /** The objects this operator wrote last, which its caches may not have seen yet. */
+  private readonly written = new Map<string, SessionLivedBackend>();
+  /** Events known to exist, by name. */
+  private readonly emitted = new Set<string>();
+
+  constructor(
+    private readonly kube: KubeClient,
+    private readonly cache: ObjectCache,
+    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity'> & Parameters<typeof buildPod>[1],
+    private readonly metrics: OperatorMetrics,
+    private readonly logger: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Seed the set of existing events, so a restarted operator does not re-create them. */
+  async loadEmittedEvents(namespace: string): Promise<void> {
+    const events = await this.kube.list<CoreV1Event>(EVENTS, namespace, {
+      fieldSelector: 'involvedObject.kind=SessionLivedBackend',
+    });
+    for (const e of events.items) if (e.metadata?.name) this.emitted.add(e.metadata.name);
+  }
+
+  forget(key: string): void {
+    this.written.delete(key);
+  }
+
+  async reconcile(key: string): Promise<HandlerResult> {
+    const { namespace, name } = splitKey(key);
+    let backend = newer(this.cache.backend(namespace, name), this.written.get(key));
+    if (!backend) {
+      this.written.delete(key);
+      return {};
+    }
+    if (this.cache.backend(namespace, name) === undefined && this.written.has(key)) {
+      // Written by us but gone from the cache: it may have been deleted; ask the API server.
+      backend = await this.kube.get<SessionLivedBackend>(BACKENDS, namespace, name);
+      if (!backend) {
+        this.written.delete(key);
+        return {};
+      }
+    }
+    const pod = this.cache.pod(namespace, name);
+    const service = this.cache.service(namespace, name);
+    const retention = this.config.failedRetentionSeconds * 1000;
+
+    let plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention });
+    if (plan.actions.some((a) => a.kind === 'confirmPodGone')) {
+      const live = await this.kube.get<V1Pod>(PODS, namespace, name);
+      if (live) return { requeueAfterMs: 500 };
+      plan = decide({
+        backend,
+        pod: undefined,
+        service,
+        podConfirmedMissing: true,
+        now: this.now(),
+        failedRetentionMs: retention,
+      });
+    }
+
+    for (const action of plan.actions) {
+      const result = await this.apply(key, backend, action);
+      if (result === 'stop') return { requeueAfterMs: 250 };
+      if (result) backend = result;
+    }
+    await this.ensureEvents(backend);
+    return { requeueAfterMs: plan.requeueAfterMs };
+  }
+
+  private async apply(key: string, backend: SessionLivedBackend, action: Action): Promise<SessionLivedBackend | 'stop' | void> {
+    const { namespace, name } = backend.metadata as { namespace: string; name: string };
+    switch (action.kind) {
+      case 'createPod':
+        return this.createChild(PODS, namespace, buildPod(backend, this.config));
+      case 'createService':
+        return this.createChild(SERVICES, namespace, buildService(backend));
+      case 'deleteStale': {
+        const type = action.what === 'pod' ? PODS : SERVICES;
+        this.logger.info('deleting a leftover of an earlier backend with this name', { backend: key, kind: action.what });
+        await this.kube.delete(type, namespace, name, { uid: action.uid, propagationPolicy: 'Background' });
+        return 'stop';
+      }
+      case 'confirmPodGone':
+        return;
+      case 'transition':
+        return this.transition(key, backend, action.transition);
+      case 'labelNode': {
+        const patched = await this.kube.patch<SessionLivedBackend>(
+          BACKENDS,
+          namespace,
+          name,
+          { metadata: { labels: { [LABEL_SPAWNER_GROUP]: action.node } } },
+          'merge',
+          { fieldManager: FIELD_MANAGER },
+        );
+        this.written.set(key, patched);
+        return patched;
+      }
+      case 'deleteChildren':
+        await this.kube.delete(PODS, namespace, name, { propagationPolicy: 'Background', uid: undefined });
+        await this.kube.delete(SERVICES, namespace, name, { propagationPolicy: 'Background' });
+        return;
+      case 'deleteBackend': {
+        const deleted = await this.kube.delete(BACKENDS, namespace, name, {
+          uid: backend.metadata.uid,
+          propagationPolicy: 'Background',
+        });
+        if (deleted) {
+          const phase = phaseOf(backend);
+          if (phase === 'Swept') this.metrics.terminations.inc({ phase, reason: backend.status?.reason ?? 'Unknown' });
+          this.logger.info('deleted backend', { backend: key, phase, reason: backend.status?.reason });
+        }
+        this.written.delete(key);
+        return;
+      }
+    }
+  }
+
+  private async createChild(type: typeof PODS, namespace: string, obj: V1Pod | V1Service): Promise<'stop' | void> {
+    try {
+      await this.kube.create(type, namespace, obj as never, { fieldManager: FIELD_MANAGER });
+      this.logger.debug('created', { kind: type.kind, name: obj.metadata?.name, namespace });
+    } catch (err) {
+      // Created by an earlier pass whose result we never saw, or a leftover: look again shortly,
+      // when the cache shows which.
+      if (isAlreadyExists(err)) return 'stop';
+      throw err;
+    }
+  }
+
+  private async transition(key: string, backend: SessionLivedBackend, t: Transition): Promise<SessionLivedBackend | void> {
+    const now = this.now();
+    const from = phaseOf(backend);
+    let status;
+    if (t.phase === from) {
+      status = { ...(backend.status ?? {}), ...(t.fields ?? {}) };
+    } else {
+      status = transitionStatus(backend, t, now);
+      if (!status) return;
+    }
+    const patched = await this.kube.patch<SessionLivedBackend>(
+      BACKENDS,
+      backend.metadata.namespace,
+      backend.metadata.name as string,
+      { metadata: { resourceVersion: backend.metadata.resourceVersion }, status },
+      'merge',
+      { subresource: 'status', fieldManager: FIELD_MANAGER },
+    );
+    this.written.set(key, patched);
+    if (t.phase !== from) {
+      const created = new Date(backend.metadata.creationTimestamp as unknown as string).getTime();
+      const fromRank = PHASES.indexOf(from);
+      for (const p of PHASES) {
+        const reached = patched.status?.conditions?.some((c) => c.type === p);
+        if (reached && PHASES.indexOf(p) > fromRank && p !== 'Swept' && p !== 'Failed') {
+          this.metrics.spawnStage.observe({ stage: p.toLowerCase() }, Math.max(0, (now.getTime() - created) / 1000));
+        }
+      }
+      this.metrics.transitions.inc({ phase: t.phase });
+      if (t.phase === 'Failed') this.metrics.terminations.inc({ phase: 'Failed', reason: t.reason ?? 'Unknown' });
+      const level = t.phase === 'Failed' ? 'warn' : 'info';
+      this.logger[level]('phase changed', { backend: key, from, to: t.phase, reason: t.reason, message: t.message });
+    }
+    return patched;
+  }
+
+  /** One Event per phase reached, created once (deterministic names make retries harmless). */
+  private async ensureEvents(backend: SessionLivedBackend): Promise<void> {
+    const nowMs = this.now().getTime();
+    for (const condition of backend.status?.conditions ?? []) {
+      const phase = condition.type as Phase;
+      if (!PHASES.includes(phase) || condition.status !== 'True') continue;
+      const name = eventName(backend, phase);
+      if (this.emitted.has(name)) continue;
+      const at = new Date(condition.lastTransitionTime).getTime();
+      if (nowMs - at > EVENT_REEMIT_WINDOW_MS) {
+        this.emitted.add(name);
+        continue;
+      }
+      const failed = phase === 'Failed';
+      const event: CoreV1Event = {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name, namespace: backend.metadata.namespace },
+        involvedObject: {
+          apiVersion: backend.apiVersion,
+          kind: backend.kind,
+          name: backend.metadata.name,
+          namespace: backend.metadata.namespace,
+          uid: backend.metadata.uid,
+        },
+        reason: phase === backend.status?.phase && backend.status?.reason ? backend.status.reason : phase,
+        action: phase,
+        message:
+          condition.message ??
+          (phase === backend.status?.phase && backend.status?.message ? backend.status.message : `Backend is ${phase}`),
+        type: failed ? 'Warning' : 'Normal',
+        count: 1,
+        firstTimestamp: condition.lastTransitionTime as unknown as Date,
+        lastTimestamp: condition.lastTransitionTime as unknown as Date,
+        source: { component: 'spawner-operator' },
+        reportingComponent: EVENT_REPORTING_COMPONENT,
+        reportingInstance: this.config.identity,
+      };
+      try {
+        await this.kube.create(EVENTS, backend.metadata.namespace, event as never);
+      } catch (err) {
+        if (!isAlreadyExists(err) && !isNotFound(err)) throw err;
+      }
+      this.emitted.add(name);
+    }
+  }
+
+  forgetEvents(backend: SessionLivedBackend): void {
+    for (const p of PHASES) this.emitted.delete(eventName(backend, p));
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The chart, rendered by the Go-built helm (e2e/scripts/build-binaries.sh): lint and template with
+ * default and non-default values, schema errors, and the properties the security review relies on.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import * as yaml from 'js-yaml';
+import { projectRoot } from '../../common/src/paths';
+
+const ROOT = projectRoot();
+const CHART = join(ROOT, 'chart');
+const BIN = execFileSync('bash', [join(ROOT, 'e2e/scripts/build-binaries.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  .trim()
+  .split('\n')
+  .pop() as string;
+const HELM = join(BIN, 'helm');
+
+type Doc = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: any; [k: string]: any };
+
+function helm(args: string[]): { code: number; out: string; err: string } {
+  const r = spawnSync(HELM, args, { encoding: 'utf8' });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+function render(set: string[] = []): Doc[] {
+  const r = helm(['template', 'spawner', CHART, '--namespace', 'spawner', ...set.flatMap((s) => ['--set', s])]);
+  if (r.code !== 0) throw new Error(r.err);
+  return (yaml.loadAll(r.out) as Doc[]).filter(Boolean);
+}
+
+const VARIANTS: Record<string, string[]> = {
+  defaults: [],
+  'ingress, monitors, rules, no leader election': [
+    'ingress.enabled=true',
+    'metrics.serviceMonitor.enabled=true',
+    'metrics.podMonitor.enabled=true',
+    'metrics.prometheusRule.enabled=true',
+    'operator.leaderElection=false',
+  ],
+  'separate backend namespace and existing secrets': ['backendNamespace=sessions', 'api.auth.existingSecret=mine', 'api.signingSecret.existingSecret=sig', 'imagePullSecrets[0].name=reg'],
+  'no network policy or dashboard, two operators': ['networkPolicy.enabled=false', 'metrics.dashboard.enabled=false', 'operator.replicas=2'],
+};
+
+describe('chart', () => {
+  it.each(Object.entries(VARIANTS))('helm lint passes with %s', (_name, set) => {
+    const r = helm(['lint', CHART, '--strict', ...set.flatMap((s) => ['--set', s])]);
+    expect(r.err + r.out).toContain('0 chart(s) failed');
+  });
+
+  it.each(Object.entries(VARIANTS))('helm template renders %s', (_name, set) => {
+    const docs = render(set);
+    const kinds = docs.map((d) => d.kind);
+    expect(kinds).toEqual(expect.arrayContaining(['Deployment', 'DaemonSet', 'Service', 'Role', 'RoleBinding', 'ServiceAccount']));
+    expect(kinds).not.toContain('ClusterRole');
+  });
+
+  it.each([
+    ['a string for a port', 'api.port=abc', "at '/api/port': got string, want integer"],
+    ['an unknown value', 'operator.replica=2', "additional properties 'replica' not allowed"],
+    ['a bad pull policy', 'images.api.pullPolicy=Sometimes', "at '/images/api/pullPolicy'"],
+    ['a bad log level', 'logLevel=loud', "at '/logLevel'"],
+  ])('rejects %s with the schema message', (_name, set, message) => {
+    const r = helm(['template', 'spawner', CHART, '--set', set]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain(message);
+  });
+
+  it('installs the generated CRD', () => {
+    const r = helm(['show', 'crds', CHART]);
+    const crd = yaml.load(r.out.replace(/^#.*\n/gm, '')) as Doc;
+    expect(crd.metadata.name).toBe('sessionlivedbackends.spawner.dev');
+  });
+
+  it('security: every container runs as non-root, with a read-only root and no capabilities', () => {
+    const docs = render(['ingress.enabled=true']);
+    const pods = docs.flatMap((d) => (d.kind === 'Pod' ? [{ name: d.metadata.name, spec: d.spec }] : d.spec?.template ? [{ name: d.metadata.name, spec: d.spec.template.spec }] : []));
+    expect(pods.length).toBeGreaterThanOrEqual(4);
+    for (const { name, spec } of pods) {
+      expect({ name, runAsNonRoot: spec.securityContext?.runAsNonRoot }).toEqual({ name, runAsNonRoot: true });
+      for (const c of spec.containers) {
+        const sc = c.securityContext ?? {};
+        expect({ name, container: c.name, ro: sc.readOnlyRootFilesystem, esc: sc.allowPrivilegeEscalation, drop: sc.capabilities?.drop }).toEqual({
+          name,
+          container: c.name,
+          ro: true,
+          esc: false,
+          drop: ['ALL'],
+        });
+      }
+    }
+    // The sidecar the operator injects gets the same restrictions.
+    const operator = docs.find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-operator'))!;
+    const env = operator.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>;
+    const sidecarSc = JSON.parse(env.find((e) => e.name === 'SPAWNER_OPERATOR_SIDECAR_SECURITY_CONTEXT')!.value);
+    expect(sidecarSc).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+  });
+
+  it('security: the NetworkPolicy selects the labels backends and components really carry', () => {
+    const docs = render();
+    const np = docs.find((d) => d.kind === 'NetworkPolicy')!;
+    // Backend Pods carry app.kubernetes.io/managed-by=spawner (operator/src/desired-state.ts).
+    expect(np.spec.podSelector.matchLabels).toEqual({ 'app.kubernetes.io/managed-by': 'spawner' });
+    const [proxy, admin] = np.spec.ingress;
+    expect(proxy.ports).toEqual([{ protocol: 'TCP', port: 9090 }]);
+    expect(admin.ports).toEqual([{ protocol: 'TCP', port: 9091 }]);
+    const podLabels = (component: string) =>
+      docs.find((d) => (d.kind === 'Deployment' || d.kind === 'DaemonSet') && d.metadata.labels?.['app.kubernetes.io/component'] === component)!.spec.template.metadata.labels;
+    const matches = (sel: Record<string, string>, labels: Record<string, string>) => Object.entries(sel).every(([k, v]) => labels[k] === v);
+    expect(matches(proxy.from[0].podSelector.matchLabels, podLabels('api'))).toBe(true);
+    expect(matches(admin.from[0].podSelector.matchLabels, podLabels('sweeper'))).toBe(true);
+    expect(matches(proxy.from[0].podSelector.matchLabels, podLabels('sweeper'))).toBe(false);
+  });
+
+  it('grants each component only what it uses, in the backend namespace', () => {
+    const docs = render(['backendNamespace=sessions']);
+    const rules = (suffix: string) => docs.find((d) => d.kind === 'Role' && d.metadata.name.endsWith(suffix))!;
+    for (const role of ['-operator', '-sweeper', '-api'].map(rules)) expect(role.metadata.namespace).toBe('sessions');
+    const all = docs.filter((d) => d.kind === 'Role').flatMap((r) => r.rules);
+    expect(all.some((r: any) => r.resources.includes('secrets'))).toBe(false);
+    expect(all.some((r: any) => r.verbs.includes('*') || r.resources.includes('*'))).toBe(false);
+    expect(rules('-sweeper').rules.flatMap((r: any) => r.verbs)).not.toContain('delete');
+  });
+});
+
+describe('dashboard and alerts', () => {
+  const dashboard = JSON.parse(require('node:fs').readFileSync(join(CHART, 'dashboards/spawner.json'), 'utf8'));
+  const exprs: string[] = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr));
+
+  it('every alert rule parses (promtool check rules)', () => {
+    const r = spawnSync('promtool', ['check', 'rules', join(CHART, 'files/alerts.yaml')], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toMatch(/SUCCESS: 5 rules found/);
+  });
+
+  it('every dashboard query parses (promtool, as recording rules)', () => {
+    const { mkdtempSync, writeFileSync } = require('node:fs');
+    const dir = mkdtempSync(join(require('node:os').tmpdir(), 'dash-'));
+    const file = join(dir, 'dashboard-rules.yaml');
+    writeFileSync(file, yaml.dump({ groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:panel_${i}`, expr })) }] }));
+    const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toContain(`SUCCESS: ${exprs.length} rules found`);
+  });
+
+  it('queries only metric names the components export', () => {
+    const sources = ['operator/src/metrics.ts', 'sweeper/src/metrics.ts', 'sidecar/src/metrics.ts', 'api/src/metrics.ts']
+      .map((f) => join(ROOT, f))
+      .filter((f) => require('node:fs').existsSync(f))
+      .map((f) => require('node:fs').readFileSync(f, 'utf8'))
+      .join('\n');
+    const alerts = require('node:fs').readFileSync(join(CHART, 'files/alerts.yaml'), 'utf8');
+    const used = new Set([...`${exprs.join('\n')}\n${alerts}`.matchAll(/\bspawner_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')));
+    expect(used.size).toBeGreaterThan(10);
+    for (const name of used) expect({ name, exported: sources.includes(`'${name}'`) }).toEqual({ name, exported: true });
+  });
+});

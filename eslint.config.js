@@ -2,7 +2,7 @@
 const tseslint = require('typescript-eslint');
 
 module.exports = tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'reports/', 'crd-schemas/generated/', 'chart/', 'coverage/', '**/*.js'] },
+  { ignores: ['node_modules/', 'dist/', 'reports/', 'crd-schemas/generated/', 'coverage/', '**/*.js'] },
   ...tseslint.configs.recommended,
   {
     rules: {

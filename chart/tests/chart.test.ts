@@ -3,19 +3,29 @@
  * default and non-default values, schema errors, and the properties the security review relies on.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { projectRoot } from '../../common/src/paths';
 
 const ROOT = projectRoot();
 const CHART = join(ROOT, 'chart');
-const BIN = execFileSync('bash', [join(ROOT, 'e2e/scripts/build-binaries.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+const BIN = execFileSync('bash', [join(ROOT, 'e2e/scripts/build-binaries.sh')], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+})
   .trim()
   .split('\n')
   .pop() as string;
 const HELM = join(BIN, 'helm');
 
-type Doc = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: any; [k: string]: any };
+type Doc = {
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  spec?: any;
+  [k: string]: any;
+};
 
 function helm(args: string[]): { code: number; out: string; err: string } {
   const r = spawnSync(HELM, args, { encoding: 'utf8' });
@@ -37,8 +47,17 @@ const VARIANTS: Record<string, string[]> = {
     'metrics.prometheusRule.enabled=true',
     'operator.leaderElection=false',
   ],
-  'separate backend namespace and existing secrets': ['backendNamespace=sessions', 'api.auth.existingSecret=mine', 'api.signingSecret.existingSecret=sig', 'imagePullSecrets[0].name=reg'],
-  'no network policy or dashboard, two operators': ['networkPolicy.enabled=false', 'metrics.dashboard.enabled=false', 'operator.replicas=2'],
+  'separate backend namespace and existing secrets': [
+    'backendNamespace=sessions',
+    'api.auth.existingSecret=mine',
+    'api.signingSecret.existingSecret=sig',
+    'imagePullSecrets[0].name=reg',
+  ],
+  'no network policy or dashboard, two operators': [
+    'networkPolicy.enabled=false',
+    'metrics.dashboard.enabled=false',
+    'operator.replicas=2',
+  ],
 };
 
 describe('chart', () => {
@@ -50,7 +69,9 @@ describe('chart', () => {
   it.each(Object.entries(VARIANTS))('helm template renders %s', (_name, set) => {
     const docs = render(set);
     const kinds = docs.map((d) => d.kind);
-    expect(kinds).toEqual(expect.arrayContaining(['Deployment', 'DaemonSet', 'Service', 'Role', 'RoleBinding', 'ServiceAccount']));
+    expect(kinds).toEqual(
+      expect.arrayContaining(['Deployment', 'DaemonSet', 'Service', 'Role', 'RoleBinding', 'ServiceAccount']),
+    );
     expect(kinds).not.toContain('ClusterRole');
   });
 
@@ -73,13 +94,25 @@ describe('chart', () => {
 
   it('security: every container runs as non-root, with a read-only root and no capabilities', () => {
     const docs = render(['ingress.enabled=true']);
-    const pods = docs.flatMap((d) => (d.kind === 'Pod' ? [{ name: d.metadata.name, spec: d.spec }] : d.spec?.template ? [{ name: d.metadata.name, spec: d.spec.template.spec }] : []));
+    const pods = docs.flatMap((d) =>
+      d.kind === 'Pod'
+        ? [{ name: d.metadata.name, spec: d.spec }]
+        : d.spec?.template
+          ? [{ name: d.metadata.name, spec: d.spec.template.spec }]
+          : [],
+    );
     expect(pods.length).toBeGreaterThanOrEqual(4);
     for (const { name, spec } of pods) {
       expect({ name, runAsNonRoot: spec.securityContext?.runAsNonRoot }).toEqual({ name, runAsNonRoot: true });
       for (const c of spec.containers) {
         const sc = c.securityContext ?? {};
-        expect({ name, container: c.name, ro: sc.readOnlyRootFilesystem, esc: sc.allowPrivilegeEscalation, drop: sc.capabilities?.drop }).toEqual({
+        expect({
+          name,
+          container: c.name,
+          ro: sc.readOnlyRootFilesystem,
+          esc: sc.allowPrivilegeEscalation,
+          drop: sc.capabilities?.drop,
+        }).toEqual({
           name,
           container: c.name,
           ro: true,
@@ -92,7 +125,12 @@ describe('chart', () => {
     const operator = docs.find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-operator'))!;
     const env = operator.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>;
     const sidecarSc = JSON.parse(env.find((e) => e.name === 'SPAWNER_OPERATOR_SIDECAR_SECURITY_CONTEXT')!.value);
-    expect(sidecarSc).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+    expect(sidecarSc).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+    });
   });
 
   it('security: the NetworkPolicy selects the labels backends and components really carry', () => {
@@ -104,8 +142,12 @@ describe('chart', () => {
     expect(proxy.ports).toEqual([{ protocol: 'TCP', port: 9090 }]);
     expect(admin.ports).toEqual([{ protocol: 'TCP', port: 9091 }]);
     const podLabels = (component: string) =>
-      docs.find((d) => (d.kind === 'Deployment' || d.kind === 'DaemonSet') && d.metadata.labels?.['app.kubernetes.io/component'] === component)!.spec.template.metadata.labels;
-    const matches = (sel: Record<string, string>, labels: Record<string, string>) => Object.entries(sel).every(([k, v]) => labels[k] === v);
+      docs.find(
+        (d) =>
+          (d.kind === 'Deployment' || d.kind === 'DaemonSet') && d.metadata.labels?.['app.kubernetes.io/component'] === component,
+      )!.spec.template.metadata.labels;
+    const matches = (sel: Record<string, string>, labels: Record<string, string>) =>
+      Object.entries(sel).every(([k, v]) => labels[k] === v);
     expect(matches(proxy.from[0].podSelector.matchLabels, podLabels('api'))).toBe(true);
     expect(matches(admin.from[0].podSelector.matchLabels, podLabels('sweeper'))).toBe(true);
     expect(matches(proxy.from[0].podSelector.matchLabels, podLabels('sweeper'))).toBe(false);
@@ -123,7 +165,7 @@ describe('chart', () => {
 });
 
 describe('dashboard and alerts', () => {
-  const dashboard = JSON.parse(require('node:fs').readFileSync(join(CHART, 'dashboards/spawner.json'), 'utf8'));
+  const dashboard = JSON.parse(readFileSync(join(CHART, 'dashboards/spawner.json'), 'utf8'));
   const exprs: string[] = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr));
 
   it('every alert rule parses (promtool check rules)', () => {
@@ -132,10 +174,12 @@ describe('dashboard and alerts', () => {
   });
 
   it('every dashboard query parses (promtool, as recording rules)', () => {
-    const { mkdtempSync, writeFileSync } = require('node:fs');
-    const dir = mkdtempSync(join(require('node:os').tmpdir(), 'dash-'));
+    const dir = mkdtempSync(join(tmpdir(), 'dash-'));
     const file = join(dir, 'dashboard-rules.yaml');
-    writeFileSync(file, yaml.dump({ groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:panel_${i}`, expr })) }] }));
+    writeFileSync(
+      file,
+      yaml.dump({ groups: [{ name: 'dashboard', rules: exprs.map((expr, i) => ({ record: `dashboard:panel_${i}`, expr })) }] }),
+    );
     const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
     expect(r.stdout + r.stderr).toContain(`SUCCESS: ${exprs.length} rules found`);
   });
@@ -143,11 +187,13 @@ describe('dashboard and alerts', () => {
   it('queries only metric names the components export', () => {
     const sources = ['operator/src/metrics.ts', 'sweeper/src/metrics.ts', 'sidecar/src/metrics.ts', 'api/src/metrics.ts']
       .map((f) => join(ROOT, f))
-      .filter((f) => require('node:fs').existsSync(f))
-      .map((f) => require('node:fs').readFileSync(f, 'utf8'))
+      .filter((f) => existsSync(f))
+      .map((f) => readFileSync(f, 'utf8'))
       .join('\n');
-    const alerts = require('node:fs').readFileSync(join(CHART, 'files/alerts.yaml'), 'utf8');
-    const used = new Set([...`${exprs.join('\n')}\n${alerts}`.matchAll(/\bspawner_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')));
+    const alerts = readFileSync(join(CHART, 'files/alerts.yaml'), 'utf8');
+    const used = new Set(
+      [...`${exprs.join('\n')}\n${alerts}`.matchAll(/\bspawner_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, '')),
+    );
     expect(used.size).toBeGreaterThan(10);
     for (const name of used) expect({ name, exported: sources.includes(`'${name}'`) }).toEqual({ name, exported: true });
   });

@@ -25,6 +25,8 @@ export const LABEL_KEY_HASH = `${GROUP}/key-hash`;
 
 /** The get-or-create key as the client gave it. */
 export const ANNOTATION_KEY = `${GROUP}/key`;
+/** Random per-backend input of its connection token (the token is an HMAC of it; see api/). */
+export const ANNOTATION_TOKEN_NONCE = `${GROUP}/token-nonce`;
 /** SHA-256 (hex) of the backend's connection token; the token itself is never stored. */
 export const ANNOTATION_TOKEN_HASH = `${GROUP}/token-sha256`;
 

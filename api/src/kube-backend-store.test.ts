@@ -1,0 +1,121 @@
+import type { SessionLivedBackend } from '../../common/src/backend';
+import { KubeApiError, KubeUnavailableError } from '../../common/src/errors';
+import { FakeKubeClient } from '../../common/src/kube/fake-client';
+import { BACKENDS } from '../../common/src/kube/resources';
+import type { KubeObject, ResourceType, WatchEvent, WatchHandle, WatchOptions } from '../../common/src/kube/types';
+import { createLogger } from '../../common/src/logger';
+import { newBackend } from '../../common/src/backend';
+import { BackendAlreadyExistsError } from './backend-store';
+import { KubeBackendStore } from './kube-backend-store';
+import { waitUntil } from './test-harness';
+
+/** A fake API server whose watch events arrive late, as they do over a real network. */
+class SlowWatchClient extends FakeKubeClient {
+  delayMs = 100;
+  override watch<T extends KubeObject>(
+    type: ResourceType,
+    namespace: string | undefined,
+    opts: WatchOptions,
+    onEvent: (event: WatchEvent<T>) => void,
+  ): WatchHandle {
+    return super.watch<T>(type, namespace, opts, (e) => {
+      setTimeout(() => onEvent(e), this.delayMs);
+    });
+  }
+}
+
+const silent = createLogger('test', 'error', () => undefined);
+const backend = (name: string): SessionLivedBackend =>
+  newBackend(name, 'spawner', { template: { containers: [{ name: 'app', image: 'x' }] } }, { labels: { team: 'a' } });
+
+let kube: SlowWatchClient;
+let store: KubeBackendStore;
+beforeEach(async () => {
+  kube = new SlowWatchClient();
+  store = new KubeBackendStore({ client: kube, namespace: 'spawner', logger: silent });
+  await store.start();
+  await store.waitForSync();
+});
+afterEach(() => store.stop());
+
+describe('KubeBackendStore', () => {
+  it('reads its own creates before the watch reports them', async () => {
+    const created = await store.create(backend('spawner-a'));
+    expect(created.metadata.uid).toBeDefined();
+    expect((await store.get('spawner-a'))?.metadata.uid).toBe(created.metadata.uid);
+    expect((await store.list()).map((b) => b.metadata.name)).toEqual(['spawner-a']);
+    expect(store.countLive()).toBe(1);
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await store.list()).map((b) => b.metadata.name)).toEqual(['spawner-a']);
+  });
+
+  it('AlreadyExists becomes BackendAlreadyExistsError; other errors pass through typed', async () => {
+    await store.create(backend('spawner-b'));
+    await expect(store.create(backend('spawner-b'))).rejects.toBeInstanceOf(BackendAlreadyExistsError);
+    kube.failNext('create', new KubeUnavailableError('connect ECONNREFUSED'));
+    await expect(store.create(backend('spawner-c'))).rejects.toBeInstanceOf(KubeUnavailableError);
+    kube.failNext('create', new KubeApiError(403, 'Forbidden', 'no'));
+    await expect(store.create(backend('spawner-c'))).rejects.toBeInstanceOf(KubeApiError);
+  });
+
+  it('delete records Swept/DeletedByClient, tells watchers, and hides the object at once', async () => {
+    await store.create(backend('spawner-d'));
+    await waitUntil(() => store.countLive() === 1);
+    await new Promise((r) => setTimeout(r, 150));
+    const seen: string[] = [];
+    store.watch('spawner-d', (b) => seen.push(b ? (b.status?.phase ?? 'Submitted') : 'gone'));
+    await waitUntil(() => seen.length === 1);
+    const last = await store.delete('spawner-d', { reason: 'DeletedByClient', message: 'bye' });
+    expect(last?.status).toMatchObject({ phase: 'Swept', swept: true, reason: 'DeletedByClient', message: 'bye' });
+    expect(kube.peek(BACKENDS, 'spawner', 'spawner-d')).toBeUndefined();
+    expect(kube.requests.some((r) => r.verb === 'patch' && r.subresource === 'status')).toBe(true);
+    expect(await store.get('spawner-d')).toBeUndefined();
+    expect(await store.list()).toEqual([]);
+    expect(store.countLive()).toBe(0);
+    expect(seen).toEqual(['Submitted', 'Swept', 'gone']);
+    // The late watch events change nothing.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(seen).toEqual(['Submitted', 'Swept', 'gone']);
+    expect(await store.delete('spawner-d')).toBeUndefined();
+  });
+
+  it('delete with a uid leaves a successor alone', async () => {
+    const first = await store.create(backend('spawner-e'));
+    await kube.delete(BACKENDS, 'spawner', 'spawner-e');
+    await kube.create(BACKENDS, 'spawner', backend('spawner-e'));
+    expect(await store.delete('spawner-e', { uid: first.metadata.uid })).toBeUndefined();
+    expect(kube.peek(BACKENDS, 'spawner', 'spawner-e')).toBeDefined();
+  });
+
+  it('watch: current state first, then changes from the informer, then undefined on deletion', async () => {
+    await kube.create(BACKENDS, 'spawner', backend('spawner-f'));
+    await waitUntil(() => store.countLive() === 1);
+    const seen: Array<string | undefined> = [];
+    const stop = store.watch('spawner-f', (b) => seen.push(b?.status?.phase ?? (b ? 'Submitted' : undefined)));
+    await waitUntil(() => seen.length === 1);
+    await kube.setStatus(BACKENDS, 'spawner', 'spawner-f', { phase: 'Ready', ready: true, podIP: '10.2.0.9' });
+    await waitUntil(() => seen.length === 2);
+    const b = await store.get('spawner-f');
+    expect(store.endpoint(b!)).toEqual({ host: '10.2.0.9', port: 9090 });
+    await kube.delete(BACKENDS, 'spawner', 'spawner-f');
+    await waitUntil(() => seen.length === 3);
+    expect(seen).toEqual(['Submitted', 'Ready', undefined]);
+    stop();
+  });
+
+  it('filters lists with label selectors; counts only live backends', async () => {
+    await store.create(backend('spawner-g'));
+    const other = backend('spawner-h');
+    other.metadata.labels = { team: 'b' };
+    await store.create(other);
+    await kube.setStatus(BACKENDS, 'spawner', 'spawner-h', { phase: 'Failed', failed: true });
+    await waitUntil(() => store.countLive() === 1, 1000);
+    expect((await store.list([{ key: 'team', op: 'in', values: ['b'] }])).map((b) => b.metadata.name)).toEqual(['spawner-h']);
+  });
+
+  it('a fresh get asks the API server', async () => {
+    await kube.create(BACKENDS, 'spawner', backend('spawner-i'));
+    expect(await store.get('spawner-i')).toBeUndefined(); // the watch has not told us yet
+    expect((await store.get('spawner-i', { fresh: true }))?.metadata.name).toBe('spawner-i');
+  });
+});

@@ -1,0 +1,264 @@
+/**
+ * The BackendStore over Kubernetes: SessionLivedBackend resources in one namespace.
+ *
+ * Reads (get, list, watch, endpoint, countLive) come from an informer's watch cache, so the hot
+ * paths (every proxied request looks its backend up) never touch the API server. Writes (create,
+ * status patch, delete) and `get({fresh: true})` go to the API server, which is the arbiter for
+ * get-or-create races.
+ *
+ * A cache lags its own writes by one watch round trip. Clients do create-then-get and
+ * delete-then-get back to back, so this store remembers its recent writes: a created object is
+ * visible until the informer reports it, a deleted incarnation (by uid) is hidden until the
+ * informer confirms the deletion.
+ */
+import { isTerminal, phaseOf, transitionStatus, type SessionLivedBackend } from '../../common/src/backend';
+import { FIELD_MANAGER, SIDECAR_SERVE_PORT } from '../../common/src/constants';
+import { isAlreadyExists, isConflict, isNotFound } from '../../common/src/errors';
+import { Informer } from '../../common/src/kube/informer';
+import { BACKENDS } from '../../common/src/kube/resources';
+import { matchesSelector, type Requirement } from '../../common/src/kube/selectors';
+import type { KubeClient } from '../../common/src/kube/types';
+import type { Logger } from '../../common/src/logger';
+import {
+  BackendAlreadyExistsError,
+  type BackendListener,
+  type BackendStore,
+  type DeleteBackendOptions,
+  type Endpoint,
+  type GetOptions,
+} from './backend-store';
+
+export interface KubeBackendStoreOptions {
+  client: KubeClient;
+  namespace: string;
+  logger: Logger;
+  /** How long own writes are remembered while the watch catches up. */
+  overlayTtlMs?: number;
+  sidecarPort?: number;
+  now?: () => Date;
+  onWatchError?: (err: unknown) => void;
+}
+
+interface Remembered {
+  obj: SessionLivedBackend;
+  expires: number;
+}
+
+const STATUS_PATCH_ATTEMPTS = 3;
+
+export class KubeBackendStore implements BackendStore {
+  readonly namespace: string;
+  private readonly informer: Informer<SessionLivedBackend>;
+  private readonly listeners = new Map<string, Set<BackendListener>>();
+  /** Created by us, not yet seen by the informer (by name). */
+  private readonly created = new Map<string, Remembered>();
+  /** Deleted by us, maybe still in the cache (by uid → expiry). */
+  private readonly deleted = new Map<string, number>();
+  private readonly ttl: number;
+
+  constructor(private readonly opts: KubeBackendStoreOptions) {
+    this.namespace = opts.namespace;
+    this.ttl = opts.overlayTtlMs ?? 60_000;
+    this.informer = new Informer<SessionLivedBackend>(
+      opts.client,
+      BACKENDS,
+      {
+        onUpsert: (obj) => this.onUpsert(obj),
+        onDelete: (obj) => this.onDelete(obj),
+      },
+      opts.logger,
+      { namespace: opts.namespace, onWatchError: opts.onWatchError },
+    );
+  }
+
+  async start(): Promise<void> {
+    this.informer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.informer.stop();
+  }
+
+  ready(): boolean {
+    return this.informer.hasSynced;
+  }
+
+  /** Resolves once the first list has been cached. */
+  waitForSync(): Promise<void> {
+    return this.informer.waitForSync();
+  }
+
+  async create(backend: SessionLivedBackend): Promise<SessionLivedBackend> {
+    const name = backend.metadata.name ?? '';
+    let stored: SessionLivedBackend;
+    try {
+      stored = await this.opts.client.create(BACKENDS, this.namespace, backend, { fieldManager: FIELD_MANAGER });
+    } catch (err) {
+      if (isAlreadyExists(err)) throw new BackendAlreadyExistsError(name);
+      throw err;
+    }
+    if (!this.informer.get(this.namespace, name)) this.created.set(name, { obj: stored, expires: Date.now() + this.ttl });
+    return stored;
+  }
+
+  async get(name: string, opts: GetOptions = {}): Promise<SessionLivedBackend | undefined> {
+    if (opts.fresh || !this.informer.hasSynced) {
+      const obj = await this.opts.client.get<SessionLivedBackend>(BACKENDS, this.namespace, name);
+      return obj && !this.isDeleted(obj) ? obj : undefined;
+    }
+    return this.cached(name);
+  }
+
+  async list(selector: Requirement[] = []): Promise<SessionLivedBackend[]> {
+    // An empty cache before the first sync would claim there are no backends.
+    const items = this.informer.hasSynced
+      ? this.all()
+      : (await this.opts.client.list<SessionLivedBackend>(BACKENDS, this.namespace)).items.filter((b) => !this.isDeleted(b));
+    return items.filter((b) => matchesSelector(b.metadata.labels, selector));
+  }
+
+  async delete(name: string, opts: DeleteBackendOptions = {}): Promise<SessionLivedBackend | undefined> {
+    const { client } = this.opts;
+    let current = await client.get<SessionLivedBackend>(BACKENDS, this.namespace, name);
+    if (!current || (opts.uid && current.metadata.uid !== opts.uid)) return undefined;
+    if (opts.reason) {
+      // Record why it ended before it disappears: status streams and the operator read it there.
+      for (let attempt = 0; attempt < STATUS_PATCH_ATTEMPTS && !isTerminal(phaseOf(current)); attempt++) {
+        const status = transitionStatus(current, { phase: 'Swept', reason: opts.reason, message: opts.message }, this.now());
+        if (!status) break;
+        try {
+          current = await client.patch<SessionLivedBackend>(
+            BACKENDS,
+            this.namespace,
+            name,
+            { metadata: { resourceVersion: current.metadata.resourceVersion }, status },
+            'merge',
+            { subresource: 'status', fieldManager: FIELD_MANAGER },
+          );
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          if (!isConflict(err)) throw err;
+          const again = await client.get<SessionLivedBackend>(BACKENDS, this.namespace, name);
+          if (!again || again.metadata.uid !== current.metadata.uid) return undefined;
+          current = again;
+        }
+      }
+    }
+    const uid = current.metadata.uid;
+    const deleted = await client.delete(BACKENDS, this.namespace, name, { uid, propagationPolicy: 'Background' });
+    if (!deleted) return undefined;
+    // Watchers hear the terminal state now rather than after the watch round trip, then the end.
+    this.emit(name, current);
+    if (uid) this.deleted.set(uid, Date.now() + this.ttl);
+    this.created.delete(name);
+    this.emit(name, undefined);
+    return current;
+  }
+
+  watch(name: string, listener: BackendListener): () => void {
+    let set = this.listeners.get(name);
+    if (!set) this.listeners.set(name, (set = new Set()));
+    set.add(listener);
+    let active = true;
+    // Before the first sync the cache knows nothing: "undefined" would read as "deleted".
+    const first = this.informer.hasSynced ? Promise.resolve() : this.informer.waitForSync();
+    void first.then(() => {
+      if (active) listener(this.cached(name));
+    });
+    return () => {
+      active = false;
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(name);
+    };
+  }
+
+  /**
+   * The sidecar by Pod IP. Never the Service: routing must not depend on kube-proxy or cluster
+   * DNS, and the Pod IP is what the sweeper uses too.
+   */
+  endpoint(backend: SessionLivedBackend): Endpoint | undefined {
+    const ip = backend.status?.podIP;
+    return ip ? { host: ip, port: this.opts.sidecarPort ?? SIDECAR_SERVE_PORT } : undefined;
+  }
+
+  countLive(): number {
+    let n = 0;
+    for (const b of this.all()) if (!isTerminal(phaseOf(b)) && !b.metadata.deletionTimestamp) n++;
+    return n;
+  }
+
+  private now(): Date {
+    return this.opts.now ? this.opts.now() : new Date();
+  }
+
+  private isDeleted(obj: SessionLivedBackend): boolean {
+    const uid = obj.metadata.uid;
+    if (!uid) return false;
+    const until = this.deleted.get(uid);
+    if (until === undefined) return false;
+    if (until < Date.now()) {
+      this.deleted.delete(uid);
+      return false;
+    }
+    return true;
+  }
+
+  private cached(name: string): SessionLivedBackend | undefined {
+    const obj = this.informer.get(this.namespace, name);
+    if (obj) return this.isDeleted(obj) ? undefined : obj;
+    const mine = this.created.get(name);
+    if (!mine) return undefined;
+    if (mine.expires < Date.now() || this.isDeleted(mine.obj)) {
+      this.created.delete(name);
+      return undefined;
+    }
+    return mine.obj;
+  }
+
+  private all(): SessionLivedBackend[] {
+    const out: SessionLivedBackend[] = [];
+    const seen = new Set<string>();
+    for (const obj of this.informer.list()) {
+      const name = obj.metadata.name ?? '';
+      seen.add(name);
+      if (!this.isDeleted(obj)) out.push(obj);
+    }
+    for (const name of [...this.created.keys()]) {
+      if (seen.has(name)) continue;
+      const obj = this.cached(name);
+      if (obj) out.push(obj);
+    }
+    return out;
+  }
+
+  private onUpsert(obj: SessionLivedBackend): void {
+    const name = obj.metadata.name ?? '';
+    if (this.created.get(name)?.obj.metadata.uid === obj.metadata.uid) this.created.delete(name);
+    if (this.isDeleted(obj)) return;
+    this.emit(name, obj);
+  }
+
+  private onDelete(obj: SessionLivedBackend): void {
+    const name = obj.metadata.name ?? '';
+    const uid = obj.metadata.uid;
+    const wasHidden = uid !== undefined && this.deleted.has(uid);
+    if (uid) this.deleted.delete(uid);
+    const mine = this.created.get(name);
+    if (mine && mine.obj.metadata.uid === uid) this.created.delete(name);
+    // Our own deletes were announced already; a successor may exist under the same name.
+    if (wasHidden) return;
+    this.emit(name, this.cached(name));
+  }
+
+  private emit(name: string, obj: SessionLivedBackend | undefined): void {
+    const set = this.listeners.get(name);
+    if (!set) return;
+    for (const l of [...set]) {
+      try {
+        l(obj);
+      } catch (err) {
+        this.opts.logger.warn('backend listener failed', { name, error: err });
+      }
+    }
+  }
+}

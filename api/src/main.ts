@@ -1,0 +1,54 @@
+/**
+ * The API's composition root for Kubernetes: config → logger, metrics → kube client → store →
+ * auth and tokens → API + entry point listeners; graceful shutdown on SIGTERM.
+ */
+import { ConfigError } from '../../common/src/config';
+import { errorMessage } from '../../common/src/errors';
+import { HttpKubeClient, loadKubeConfig } from '../../common/src/kube/http-client';
+import { createLogger } from '../../common/src/logger';
+import { createRegistry } from '../../common/src/metrics';
+import { onShutdown } from '../../common/src/shutdown';
+import { BearerAuth } from './bearer-auth';
+import { loadApiConfig, readSigningSecret } from './config';
+import { ConnectionTokens } from './connection-tokens';
+import { KubeBackendStore } from './kube-backend-store';
+import { ApiMetrics } from './metrics';
+import { startServers } from './server';
+
+async function main(): Promise<void> {
+  const config = loadApiConfig();
+  const logger = createLogger('api', config.logLevel);
+  const registry = createRegistry('api');
+  const metrics = new ApiMetrics(registry);
+
+  const secret = readSigningSecret(config);
+  if (!secret) {
+    logger.warn(
+      'no signing secret configured: using a random one, so backend URLs handed out before a restart (or by another replica) stop working; set --signing-secret-file',
+    );
+  }
+  const tokens = secret ? new ConnectionTokens(secret) : ConnectionTokens.random();
+  const auth = new BearerAuth({
+    tokens: config.tokens,
+    tokenFile: config.tokenFile,
+    allowAnonymous: config.allowAnonymous,
+    logger,
+  });
+
+  const client = new HttpKubeClient(loadKubeConfig(config.kubeconfig));
+  const store = new KubeBackendStore({ client, namespace: config.namespace, logger });
+  await store.start();
+
+  const servers = await startServers({ store, config, auth, tokens, metrics, logger });
+  onShutdown(logger, async () => {
+    await servers.close();
+    auth.close();
+    await store.stop();
+  });
+}
+
+main().catch((err: unknown) => {
+  const text = err instanceof ConfigError ? err.message : `spawner-api failed to start: ${errorMessage(err)}`;
+  process.stderr.write(`${text}\n`);
+  process.exit(1);
+});

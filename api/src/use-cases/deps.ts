@@ -1,0 +1,19 @@
+import type { Logger } from '../../../common/src/logger';
+import type { BackendStore } from '../backend-store';
+import type { ConnectionTokens } from '../connection-tokens';
+import type { ApiMetrics } from '../metrics';
+import type { TokenBucket } from '../rate-limit';
+
+/** What the use cases need; built once by the app factory. */
+export interface UseCaseDeps {
+  store: BackendStore;
+  tokens: ConnectionTokens;
+  metrics: ApiMetrics;
+  logger: Logger;
+  limits: {
+    bucket: TokenBucket;
+    /** 0: no limit. */
+    maxLive: number;
+    liveRetryAfterSeconds: number;
+  };
+}

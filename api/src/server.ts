@@ -31,6 +31,8 @@ export interface StartOptions {
   metrics: ApiMetrics;
   logger: Logger;
   version?: string;
+  /** Wraps the API's request handler (local mode serves its demo page and Host check this way). */
+  wrap?: (app: http.RequestListener) => http.RequestListener;
 }
 
 /** Malformed requests Node rejects before any handler runs still get the JSON error shape. */
@@ -63,7 +65,7 @@ export async function listen(server: http.Server, port: number, host: string): P
 export async function startServers(opts: StartOptions): Promise<Servers> {
   const { config, logger } = opts;
   const app = createApp(opts);
-  const api = http.createServer(app);
+  const api = http.createServer(opts.wrap ? opts.wrap(app) : app);
   api.keepAliveTimeout = 65_000;
   answerClientErrors(api);
   const entryPoint = new EntryPoint({ store: opts.store, config, metrics: opts.metrics, logger });

@@ -3,17 +3,14 @@
  * OpenAPI are the Kubernetes build's, byte for byte) around the local store, plus the demo page
  * on the API's port. Embeddable: tests start it in process on port 0.
  */
-import * as http from 'node:http';
 import { ConfigError } from '../../common/src/config';
 import { createLogger, type Logger } from '../../common/src/logger';
 import { createRegistry } from '../../common/src/metrics';
-import { createApp } from '../../api/src/app';
 import { BearerAuth } from '../../api/src/bearer-auth';
 import { apiConfig, type ApiConfig } from '../../api/src/config';
 import { ConnectionTokens } from '../../api/src/connection-tokens';
-import { EntryPoint } from '../../api/src/entry-point';
 import { ApiMetrics } from '../../api/src/metrics';
-import { answerClientErrors, listen } from '../../api/src/server';
+import { startServers, type Servers } from '../../api/src/server';
 import type { LocalConfig } from './config';
 import { demoSite, DEMO_PATH } from './demo-site';
 import { FORBIDDEN_HOST_BODY, isLocalHostHeader, isLoopbackAddress } from './host-guard';
@@ -41,14 +38,6 @@ export interface LocalMode {
   demoUrl: string;
   close(): Promise<void>;
 }
-
-const closeServer = (server: http.Server): Promise<void> =>
-  new Promise((resolve) => {
-    if (!server.listening) return resolve();
-    server.close(() => resolve());
-    // Status streams and long polls would hold the close open.
-    server.closeAllConnections();
-  });
 
 export async function startLocalMode(config: LocalConfig, opts: LocalModeOptions): Promise<LocalMode> {
   const { logger } = opts;
@@ -87,34 +76,34 @@ export async function startLocalMode(config: LocalConfig, opts: LocalModeOptions
   const connectionTokens = ConnectionTokens.random();
   const metrics = new ApiMetrics(createRegistry('local'));
 
-  const app = createApp({ store, config: api, auth, tokens: connectionTokens, metrics, logger, version: opts.version });
   const demo = demoSite();
   const open = tokens.length === 0;
-  const server = http.createServer((req, res) => {
-    if (open && !isLocalHostHeader(req.headers.host)) {
-      res.writeHead(403, { 'content-type': 'application/json; charset=utf-8' });
-      res.end(FORBIDDEN_HOST_BODY(req.headers.host));
-      return;
-    }
-    if (!demo(req, res)) app(req, res);
-  });
-  server.keepAliveTimeout = 65_000;
-  answerClientErrors(server);
-  const entryPoint = new EntryPoint({ store, config: api, metrics, logger });
-
   await store.start();
-  let apiPort: number;
-  let entryPointPort: number;
+  let servers: Servers;
   try {
-    apiPort = await listen(server, config.port, config.host);
-    entryPointPort = await entryPoint.listen(config.entryPointPort, config.host);
+    servers = await startServers({
+      store,
+      config: api,
+      auth,
+      tokens: connectionTokens,
+      metrics,
+      logger,
+      version: opts.version,
+      wrap: (app) => (req, res) => {
+        if (open && !isLocalHostHeader(req.headers.host)) {
+          res.writeHead(403, { 'content-type': 'application/json; charset=utf-8' });
+          res.end(FORBIDDEN_HOST_BODY(req.headers.host));
+          return;
+        }
+        if (!demo(req, res)) app(req, res);
+      },
+    });
   } catch (err) {
-    await closeServer(server);
-    await entryPoint.close().catch(() => undefined);
     await store.stop();
     auth.close();
     throw err;
   }
+  const { apiPort, entryPointPort } = servers;
   // URLs handed out are built from the request's Host and this port: it must be the bound one.
   api.entryPointPort = entryPointPort;
 
@@ -133,7 +122,7 @@ export async function startLocalMode(config: LocalConfig, opts: LocalModeOptions
     close() {
       closing ??= (async () => {
         // No new backends while the old ones stop; then every app and sidecar goes.
-        await Promise.all([closeServer(server), entryPoint.close()]);
+        await servers.close();
         await store.stop();
         auth.close();
         logger.info('local mode stopped; no backend is left running');

@@ -1,6 +1,7 @@
 /**
- * The few answers the sidecar gives itself instead of the app: short bodies, no caching, and for
- * upgrade requests (where only a raw socket is left) a complete HTTP/1.1 response written by hand.
+ * The few answers the sidecar gives itself instead of the app: short bodies, no caching. The relay
+ * writes them as raw HTTP/1.1 (`renderAnswer`); the http-proxy data path uses `respond` and, for
+ * upgrade requests (where only a raw socket is left), `respondRaw`.
  */
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -35,7 +36,27 @@ export const answers = {
   refused: (): Answer => text(502, 'the backend is not accepting connections\n'),
   upstreamFailed: (): Answer => text(502, 'the backend closed the connection without answering\n'),
   badUpgrade: (): Answer => text(400, 'only WebSocket upgrades are supported\n'),
+  badRequest: (): Answer => text(400, 'malformed request\n'),
+  headTooLarge: (): Answer => text(431, 'request header fields too large\n'),
+  badVersion: (): Answer => text(505, 'only HTTP/1.0 and HTTP/1.1 are supported\n'),
+  noConnect: (): Answer => text(405, 'CONNECT is not supported\n'),
+  headersTimeout: (): Answer => text(408, 'the request head did not arrive in time\n'),
 };
+
+/**
+ * An answer as raw HTTP/1.1 bytes (latin1). `close` adds `Connection: close` (the sidecar closes
+ * after it); `headOnly` leaves the body out (an answer to HEAD).
+ */
+export function renderAnswer(answer: Answer, close: boolean, headOnly = false): string {
+  let head =
+    `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n` +
+    `Content-Type: ${answer.contentType}\r\n` +
+    `Content-Length: ${Buffer.byteLength(answer.body)}\r\n` +
+    'Cache-Control: no-store\r\n';
+  for (const [name, value] of Object.entries(answer.headers ?? {})) head += `${name}: ${value}\r\n`;
+  if (close) head += 'Connection: close\r\n';
+  return `${head}\r\n${headOnly ? '' : answer.body}`;
+}
 
 function text(status: number, body: string): Answer {
   return { status, body, contentType: 'text/plain; charset=utf-8' };

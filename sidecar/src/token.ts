@@ -12,7 +12,16 @@
  * needs it, and an app that logs URLs, headers or cookies must not leak it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+
+/**
+ * What the gate reads and rewrites: an `http.IncomingMessage` fits, and so does the relay's view
+ * of a parsed request head (only the headers the token can travel in, lowercase names).
+ */
+export interface TokenRequest {
+  method?: string;
+  url?: string;
+  headers: Record<string, string | string[] | undefined>;
+}
 
 export const TOKEN_PARAM = 'spawner_token';
 export const TOKEN_COOKIE = 'spawner_token';
@@ -77,7 +86,7 @@ function bearer(header: string | undefined): string | undefined {
 }
 
 /** The cookie that lets a browser's later requests and upgrades through. */
-export function tokenCookie(token: string, req: IncomingMessage): string {
+export function tokenCookie(token: string, req: TokenRequest): string {
   const prefix = req.headers['x-forwarded-prefix'];
   const path = typeof prefix === 'string' && SAFE_PATH.test(prefix) ? prefix : '/';
   const proto = req.headers['x-forwarded-proto'];
@@ -103,19 +112,20 @@ export class TokenGate {
    * Decides whether `req` may pass and, when it may, strips the token from it. `setCookie` is set
    * when the token came only in the query of a plain GET, so the browser carries it from then on.
    */
-  admit(req: IncomingMessage, isUpgrade: boolean): Admission {
+  admit(req: TokenRequest, isUpgrade: boolean): Admission {
     const headers = req.headers;
     const header = headers[TOKEN_HEADER];
     const fromHeader = typeof header === 'string' && this.matches(header);
 
     const cookie = headers.cookie;
-    const cookies = cookie === undefined ? undefined : takeCookieTokens(cookie);
+    const cookies = typeof cookie === 'string' ? takeCookieTokens(cookie) : undefined;
     const fromCookie = cookies !== undefined && cookies.tokens.some((t) => this.matches(t));
 
     const query = takeQueryToken(req.url ?? '/');
     const queryToken = query.tokens.find((t) => this.matches(t));
 
-    const auth = bearer(headers.authorization);
+    const authorization = headers.authorization;
+    const auth = bearer(typeof authorization === 'string' ? authorization : undefined);
     const fromBearer = !fromHeader && !fromCookie && queryToken === undefined && this.matches(auth);
 
     if (!fromHeader && !fromCookie && queryToken === undefined && !fromBearer) return { ok: false };

@@ -1,0 +1,247 @@
+/**
+ * The chart installed for real with the Go-built helm: the node agent runs the operator, API and
+ * sweeper from their Deployment and DaemonSet, with the ServiceAccount credentials the chart's
+ * RBAC grants. A real Prometheus (Debian's) then scrapes them and the dashboard's queries are run.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import * as yaml from 'js-yaml';
+import WebSocket from 'ws';
+import { PODS } from '../common/src/kube/resources';
+import { freePort } from './support/components';
+import { TEST_IMAGE } from './support/backends';
+import {
+  adminClient,
+  createNamespace,
+  deleteNamespace,
+  describeWithAgent,
+  helm,
+  kubeconfigPath,
+  kubectl,
+  ROOT,
+  waitFor,
+} from './support/cluster';
+
+jest.setTimeout(300_000);
+
+const TOKEN = 'e2e-chart-token-0123456789abcdef';
+const RELEASE = 'spawner';
+
+describeWithAgent('chart', () => {
+  let ns = '';
+  let apiBase = '';
+  const startedAt = Date.now();
+
+  const componentPod = async (component: string): Promise<V1Pod | undefined> => {
+    const pods = await adminClient().list<V1Pod>(PODS, ns, {
+      labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=${component}`,
+    });
+    return pods.items.find((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+  };
+
+  beforeAll(async () => {
+    ns = await createNamespace('chart');
+    await helm(
+      [
+        'install',
+        RELEASE,
+        join(ROOT, 'chart'),
+        '--namespace',
+        ns,
+        '--set',
+        `api.auth.tokens[0]=${TOKEN}`,
+        '--set',
+        'logLevel=debug',
+        '--set',
+        'operator.replicas=2',
+        '--wait',
+        '--timeout',
+        '180s',
+      ],
+      { timeoutMs: 200_000 },
+    );
+    const api = await waitFor(() => componentPod('api'), { description: 'a ready API pod', timeoutMs: 60_000 });
+    apiBase = `http://${api.status!.podIP}:8080`;
+  });
+
+  afterAll(async () => {
+    await helm(['uninstall', RELEASE, '--namespace', ns, '--wait'], { allowFail: true });
+    if (ns) await deleteNamespace(ns);
+  });
+
+  const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+
+  async function spawnAndWait(body: Record<string, unknown>): Promise<{ name: string; url: string; phase: string }> {
+    const res = await fetch(`${apiBase}/v1/backends`, { method: 'POST', headers: auth, body: JSON.stringify(body) });
+    expect(res.status).toBe(201);
+    const created = (await res.json()) as { name: string; url: string };
+    const waited = (await (
+      await fetch(`${apiBase}/v1/backends/${created.name}/wait?timeoutSeconds=90`, { headers: auth })
+    ).json()) as { phase: string };
+    return { ...created, phase: waited.phase };
+  }
+
+  test('chart: helm install runs spawner in the cluster', async () => {
+    // Every component runs from the chart's workloads, as Pods of the node agent.
+    for (const component of ['operator', 'api', 'sweeper']) expect(await componentPod(component)).toBeDefined();
+    // With the chart's ServiceAccount, not admin credentials: the API's account may not list Secrets.
+    const canI = await kubectl(
+      ['auth', 'can-i', 'list', 'secrets', '-n', ns, `--as=system:serviceaccount:${ns}:${RELEASE}-api`],
+      { allowFail: true },
+    );
+    expect(canI.stdout.trim()).toBe('no');
+
+    const backend = await spawnAndWait({ image: TEST_IMAGE, gracePeriodSeconds: 60 });
+    expect(backend.phase).toBe('Ready');
+    // Reachable through the entry point with its token.
+    const page = await fetch(backend.url);
+    expect(page.status).toBe(200);
+    const del = await fetch(`${apiBase}/v1/backends/${backend.name}`, { method: 'DELETE', headers: auth });
+    expect(del.status).toBe(202);
+  });
+
+  test('chart: rbac is least privilege', async () => {
+    const sa = (c: string) => `--as=system:serviceaccount:${ns}:${RELEASE}-${c}`;
+    const can = async (component: string, verb: string, resource: string, namespace = ns): Promise<string> =>
+      (await kubectl(['auth', 'can-i', verb, resource, '-n', namespace, sa(component)], { allowFail: true })).stdout.trim();
+    const expectations: Array<[string, string, string, string, string?]> = [
+      ['operator', 'create', 'pods', 'yes'],
+      ['operator', 'delete', 'services', 'yes'],
+      ['operator', 'patch', 'sessionlivedbackends.spawner.dev/status', 'yes'],
+      ['operator', 'get', 'secrets', 'no'],
+      ['operator', 'create', 'deployments.apps', 'no'],
+      ['operator', 'create', 'pods', 'no', 'default'],
+      ['operator', 'delete', 'nodes', 'no'],
+      ['sweeper', 'patch', 'sessionlivedbackends.spawner.dev/status', 'yes'],
+      ['sweeper', 'list', 'pods', 'yes'],
+      ['sweeper', 'delete', 'sessionlivedbackends.spawner.dev', 'no'],
+      ['sweeper', 'create', 'pods', 'no'],
+      ['sweeper', 'get', 'secrets', 'no'],
+      ['api', 'create', 'sessionlivedbackends.spawner.dev', 'yes'],
+      ['api', 'delete', 'sessionlivedbackends.spawner.dev', 'yes'],
+      ['api', 'delete', 'pods', 'no'],
+      ['api', 'get', 'secrets', 'no'],
+      ['api', 'create', 'sessionlivedbackends.spawner.dev', 'no', 'default'],
+    ];
+    const results = await Promise.all(
+      expectations.map(async ([component, verb, resource, , namespace]) => ({
+        component,
+        verb,
+        resource,
+        namespace,
+        answer: await can(component, verb, resource, namespace),
+      })),
+    );
+    expect(results.map((r) => `${r.component} ${r.verb} ${r.resource} in ${r.namespace ?? 'release ns'}: ${r.answer}`)).toEqual(
+      expectations.map(
+        ([component, verb, resource, answer, namespace]) =>
+          `${component} ${verb} ${resource} in ${namespace ?? 'release ns'}: ${answer}`,
+      ),
+    );
+  });
+
+  test('metrics: dashboard queries return data', async () => {
+    // A real Prometheus discovering the Pods through the API server, as the PodMonitor would.
+    const dir = mkdtempSync(join(tmpdir(), 'spawner-prom-'));
+    const port = await freePort();
+    const podsSd = { role: 'pod', kubeconfig_file: kubeconfigPath(), namespaces: { names: [ns] } };
+    const keep = (regex: string) => [{ source_labels: ['__meta_kubernetes_pod_container_port_name'], regex, action: 'keep' }];
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      yaml.dump({
+        global: { scrape_interval: '1s', evaluation_interval: '1s' },
+        scrape_configs: [
+          { job_name: 'spawner-components', kubernetes_sd_configs: [podsSd], relabel_configs: keep('metrics|http') },
+          { job_name: 'spawner-sidecars', kubernetes_sd_configs: [podsSd], relabel_configs: keep('admin') },
+        ],
+      }),
+    );
+    const prom: ChildProcess = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      const promUrl = `http://127.0.0.1:${port}`;
+      await waitFor(async () => (await fetch(`${promUrl}/-/ready`).catch(() => undefined))?.status === 200, {
+        description: 'Prometheus ready',
+      });
+
+      // Traffic for every panel: a backend spawned, used over a WebSocket, left to be swept, and a
+      // request that fails.
+      const backend = await spawnAndWait({ image: TEST_IMAGE, gracePeriodSeconds: 5 });
+      expect(backend.phase).toBe('Ready');
+      const ws = new WebSocket(backend.url.replace(/^http/, 'ws'));
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      await new Promise((r) => setTimeout(r, 3000));
+      ws.close();
+      await fetch(`${apiBase}/v1/backends/no-such-backend`, { headers: auth });
+      await waitFor(async () => (await fetch(`${apiBase}/v1/backends/${backend.name}`, { headers: auth })).status === 404, {
+        description: 'the backend to be swept and deleted',
+        timeoutMs: 60_000,
+      });
+      await new Promise((r) => setTimeout(r, 4000)); // a few more scrapes
+
+      const dashboard = JSON.parse(readFileSync(join(ROOT, 'chart/dashboards/spawner.json'), 'utf8')) as {
+        panels: Array<{ title: string; targets: Array<{ expr: string }> }>;
+      };
+      const start = Math.floor(startedAt / 1000);
+      const end = Math.ceil(Date.now() / 1000);
+      const empty: string[] = [];
+      for (const panel of dashboard.panels) {
+        const series = await Promise.all(
+          panel.targets.map(async (t) => {
+            const q = new URLSearchParams({ query: t.expr, start: String(start), end: String(end), step: '2' });
+            const r = (await (await fetch(`${promUrl}/api/v1/query_range?${q}`)).json()) as {
+              status: string;
+              data: { result: unknown[] };
+              error?: string;
+            };
+            expect({ expr: t.expr, status: r.status, error: r.error }).toEqual({
+              expr: t.expr,
+              status: 'success',
+              error: undefined,
+            });
+            return r.data.result.length;
+          }),
+        );
+        if (!series.some((n) => n > 0)) empty.push(panel.title);
+      }
+      expect(empty).toEqual([]);
+    } finally {
+      prom.kill('SIGTERM');
+    }
+  });
+
+  test('chart: helm uninstall leaves nothing behind but the CRD', async () => {
+    await helm(['uninstall', RELEASE, '--namespace', ns, '--wait', '--timeout', '120s'], { timeoutMs: 150_000 });
+    const kinds =
+      'deployments,daemonsets,replicasets,pods,services,serviceaccounts,roles,rolebindings,secrets,configmaps,networkpolicies';
+    const left = await waitFor(
+      async () => {
+        const out = (
+          await kubectl(['get', kinds, '-n', ns, '-l', `app.kubernetes.io/instance=${RELEASE}`, '-o', 'name'])
+        ).stdout.trim();
+        return out === '' ? 'nothing' : undefined;
+      },
+      { description: 'no chart objects left', timeoutMs: 60_000 },
+    );
+    expect(left).toBe('nothing');
+    // Pods of the chart's workloads are gone too (they carry only selector labels).
+    const pods = await adminClient().list<V1Pod>(PODS, ns, { labelSelector: `app.kubernetes.io/instance=${RELEASE}` });
+    expect(pods.items).toEqual([]);
+    expect((await kubectl(['get', 'crd', 'sessionlivedbackends.spawner.dev', '-o', 'name'])).stdout.trim()).toBe(
+      'customresourcedefinition.apiextensions.k8s.io/sessionlivedbackends.spawner.dev',
+    );
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * A tiny backend for e2e tests (image `spawner-test-app`): HTTP and WebSocket echo, with start-up
+ * and exit behaviours chosen by environment so tests can provoke each path of the operator.
+ *
+ *   PORT             listen port (default 8080), on 0.0.0.0
+ *   LISTEN_DELAY_MS  wait this long before listening (a slow-starting app)
+ *   EXIT_ON_START    exit at once with this code
+ *   EXIT_AFTER_MS    exit after this long, with EXIT_CODE (default 0)
+ *   ALLOCATE_MB      allocate and touch this much memory after start (to meet a memory limit)
+ *   IGNORE_SIGTERM   "1": ignore SIGTERM (tests the grace-period SIGKILL)
+ *
+ * Routes: GET / (200 text), /echo?… (the request as JSON), /env, /file?path=…, /healthz,
+ * /exit?code=N; a WebSocket on any path echoes every message.
+ */
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { hostname } from 'node:os';
+import { WebSocketServer } from 'ws';
+
+const env = process.env;
+const port = Number(env.PORT ?? 8080);
+const started = Date.now();
+
+function log(msg: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'test-app', msg, ...fields })}\n`);
+}
+
+function exit(code: number, why: string): void {
+  log('exiting', { code, why });
+  // Let stdout drain: it is a file here, and the log line is what tests read.
+  setImmediate(() => process.exit(code));
+}
+
+const ballast: Buffer[] = [];
+
+function serve(): void {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://test-app');
+    const json = (code: number, body: unknown): void => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    switch (url.pathname) {
+      case '/':
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`spawner-test-app on ${hostname()}\n`);
+        return;
+      case '/healthz':
+        res.end('ok\n');
+        return;
+      case '/echo': {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () =>
+          json(200, {
+            method: req.method,
+            path: url.pathname,
+            query: Object.fromEntries(url.searchParams),
+            headers: req.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        return;
+      }
+      case '/env':
+        json(200, env);
+        return;
+      case '/file': {
+        let content: Buffer;
+        try {
+          content = readFileSync(url.searchParams.get('path') ?? '');
+        } catch (err) {
+          json(404, { error: (err as Error).message });
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.end(content);
+        return;
+      }
+      case '/exit': {
+        const code = Number(url.searchParams.get('code') ?? 0);
+        json(200, { exiting: code });
+        exit(code, 'requested over HTTP');
+        return;
+      }
+      default:
+        json(404, { error: `no route ${url.pathname}` });
+    }
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (socket, req) => {
+    log('websocket opened', { path: req.url });
+    socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+    socket.on('close', () => log('websocket closed', { path: req.url }));
+  });
+  server.listen(port, '0.0.0.0', () => log('listening', { port, startupMs: Date.now() - started }));
+}
+
+log('starting', { pid: process.pid, port, hostname: hostname() });
+if (env.EXIT_ON_START !== undefined && env.EXIT_ON_START !== '') {
+  exit(Number(env.EXIT_ON_START), 'EXIT_ON_START');
+} else {
+  if (env.IGNORE_SIGTERM === '1') process.on('SIGTERM', () => log('SIGTERM ignored'));
+  else process.on('SIGTERM', () => exit(0, 'SIGTERM'));
+  if (env.EXIT_AFTER_MS) setTimeout(() => exit(Number(env.EXIT_CODE ?? 0), 'EXIT_AFTER_MS'), Number(env.EXIT_AFTER_MS));
+  if (env.ALLOCATE_MB) {
+    // Touch every page, so the memory is really charged to the process.
+    for (let i = 0; i < Number(env.ALLOCATE_MB); i++) ballast.push(Buffer.alloc(1024 * 1024, 1));
+    log('allocated', { mb: Number(env.ALLOCATE_MB) });
+  }
+  setTimeout(serve, Number(env.LISTEN_DELAY_MS ?? 0));
+}

@@ -79,6 +79,22 @@ describe('KubeBackendStore', () => {
     expect(await store.delete('spawner-d')).toBeUndefined();
   });
 
+  it('delete answers with the last state even when the operator deletes the Swept backend first', async () => {
+    await store.create(backend('raced'));
+    // The operator deletes Swept backends as soon as it sees them; here it wins the race.
+    const patch = kube.patch.bind(kube);
+    kube.patch = (async (...args: Parameters<FakeKubeClient['patch']>) => {
+      const result = await patch(...args);
+      await kube.delete(BACKENDS, 'spawner', 'raced');
+      return result;
+    }) as FakeKubeClient['patch'];
+    const last = await store.delete('raced', { reason: 'DeletedByClient' });
+    expect(last?.status).toMatchObject({ phase: 'Swept', reason: 'DeletedByClient' });
+    expect(await store.get('raced')).toBeUndefined();
+    // Without a recorded reason, a backend already gone is simply not found.
+    expect(await store.delete('raced')).toBeUndefined();
+  });
+
   it('delete with a uid leaves a successor alone', async () => {
     const first = await store.create(backend('spawner-e'));
     await kube.delete(BACKENDS, 'spawner', 'spawner-e');

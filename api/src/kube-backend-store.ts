@@ -121,6 +121,7 @@ export class KubeBackendStore implements BackendStore {
     const { client } = this.opts;
     let current = await client.get<SessionLivedBackend>(BACKENDS, this.namespace, name);
     if (!current || (opts.uid && current.metadata.uid !== opts.uid)) return undefined;
+    let recorded = false;
     if (opts.reason) {
       // Record why it ended before it disappears: status streams and the operator read it there.
       for (let attempt = 0; attempt < STATUS_PATCH_ATTEMPTS && !isTerminal(phaseOf(current)); attempt++) {
@@ -135,6 +136,7 @@ export class KubeBackendStore implements BackendStore {
             'merge',
             { subresource: 'status', fieldManager: FIELD_MANAGER },
           );
+          recorded = true;
         } catch (err) {
           if (isNotFound(err)) return undefined;
           if (!isConflict(err)) throw err;
@@ -146,7 +148,8 @@ export class KubeBackendStore implements BackendStore {
     }
     const uid = current.metadata.uid;
     const deleted = await client.delete(BACKENDS, this.namespace, name, { uid, propagationPolicy: 'Background' });
-    if (!deleted) return undefined;
+    // Once it is Swept the operator deletes it too, and may be first: that is still our delete.
+    if (!deleted && !recorded) return undefined;
     // Watchers hear the terminal state now rather than after the watch round trip, then the end.
     this.emit(name, current);
     if (uid) this.deleted.set(uid, Date.now() + this.ttl);

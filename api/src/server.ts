@@ -77,6 +77,9 @@ export async function startServers(opts: StartOptions): Promise<Servers> {
     api.close();
     throw err;
   }
+  // URLs handed out are built from the request's Host and this port: with port 0 (tests, local
+  // mode) it must be the one actually bound.
+  config.entryPointPort = entryPointPort;
   logger.info('listening', { apiPort, entryPointPort });
   return {
     api,

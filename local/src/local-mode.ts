@@ -104,8 +104,6 @@ export async function startLocalMode(config: LocalConfig, opts: LocalModeOptions
     throw err;
   }
   const { apiPort, entryPointPort } = servers;
-  // URLs handed out are built from the request's Host and this port: it must be the bound one.
-  api.entryPointPort = entryPointPort;
 
   const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const hostPart = shown.includes(':') ? `[${shown}]` : shown;

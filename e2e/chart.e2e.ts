@@ -4,7 +4,7 @@
  * RBAC grants. A real Prometheus (Debian's) then scrapes them and the dashboard's queries are run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -19,7 +19,6 @@ import {
   deleteNamespace,
   describeWithAgent,
   helm,
-  kubeconfigPath,
   kubectl,
   ROOT,
   waitFor,
@@ -105,8 +104,13 @@ describeWithAgent('chart', () => {
 
   test('chart: rbac is least privilege', async () => {
     const sa = (c: string) => `--as=system:serviceaccount:${ns}:${RELEASE}-${c}`;
-    const can = async (component: string, verb: string, resource: string, namespace = ns): Promise<string> =>
-      (await kubectl(['auth', 'can-i', verb, resource, '-n', namespace, sa(component)], { allowFail: true })).stdout.trim();
+    const can = async (component: string, verb: string, resource: string, namespace = ns): Promise<string> => {
+      const [name, subresource] = resource.split('/');
+      const sub = subresource ? [`--subresource=${subresource}`] : [];
+      return (
+        await kubectl(['auth', 'can-i', verb, name, ...sub, '-n', namespace, sa(component)], { allowFail: true })
+      ).stdout.trim();
+    };
     const expectations: Array<[string, string, string, string, string?]> = [
       ['operator', 'create', 'pods', 'yes'],
       ['operator', 'delete', 'services', 'yes'],
@@ -144,19 +148,34 @@ describeWithAgent('chart', () => {
   });
 
   test('metrics: dashboard queries return data', async () => {
-    // A real Prometheus discovering the Pods through the API server, as the PodMonitor would.
+    // A real Prometheus. Debian builds it without Kubernetes discovery, so the test discovers the
+    // Pods the way the chart's PodMonitor and ServiceMonitor select them (by container port name)
+    // and hands them over through file-based discovery, refreshed every second.
     const dir = mkdtempSync(join(tmpdir(), 'spawner-prom-'));
     const port = await freePort();
-    const podsSd = { role: 'pod', kubeconfig_file: kubeconfigPath(), namespaces: { names: [ns] } };
-    const keep = (regex: string) => [{ source_labels: ['__meta_kubernetes_pod_container_port_name'], regex, action: 'keep' }];
+    const targetsFile = join(dir, 'targets.json');
+    const discover = async (): Promise<void> => {
+      const pods = await adminClient().list<V1Pod>(PODS, ns, {});
+      const groups = pods.items.flatMap((pod) =>
+        (pod.spec?.containers ?? []).flatMap((c) =>
+          (c.ports ?? [])
+            .filter((p) => ['metrics', 'http', 'admin'].includes(p.name ?? '') && pod.status?.podIP)
+            .map((p) => ({
+              targets: [`${pod.status!.podIP}:${p.containerPort}`],
+              labels: { job: p.name === 'admin' ? 'spawner-sidecars' : 'spawner-components', pod: pod.metadata!.name! },
+            })),
+        ),
+      );
+      writeFileSync(`${targetsFile}.tmp`, JSON.stringify(groups));
+      renameSync(`${targetsFile}.tmp`, targetsFile);
+    };
+    await discover();
+    const discovery = setInterval(() => void discover().catch(() => undefined), 1000);
     writeFileSync(
       join(dir, 'prometheus.yml'),
       yaml.dump({
         global: { scrape_interval: '1s', evaluation_interval: '1s' },
-        scrape_configs: [
-          { job_name: 'spawner-components', kubernetes_sd_configs: [podsSd], relabel_configs: keep('metrics|http') },
-          { job_name: 'spawner-sidecars', kubernetes_sd_configs: [podsSd], relabel_configs: keep('admin') },
-        ],
+        scrape_configs: [{ job_name: 'spawner', file_sd_configs: [{ files: [targetsFile], refresh_interval: '1s' }] }],
       }),
     );
     const prom: ChildProcess = spawn(
@@ -219,6 +238,7 @@ describeWithAgent('chart', () => {
       }
       expect(empty).toEqual([]);
     } finally {
+      clearInterval(discovery);
       prom.kill('SIGTERM');
     }
   });

@@ -17,7 +17,9 @@ import { startComponent, type Component } from './support/components';
 jest.setTimeout(180_000);
 
 async function eventsOf(namespace: string, name: string): Promise<CoreV1Event[]> {
-  const list = await adminClient().list<CoreV1Event>(EVENTS, namespace, { fieldSelector: `involvedObject.name=${name}` });
+  const list = await adminClient().list<CoreV1Event>(EVENTS, namespace, {
+    fieldSelector: `involvedObject.kind=SessionLivedBackend,involvedObject.name=${name}`,
+  });
   return list.items;
 }
 

@@ -177,11 +177,15 @@ describeWithAgent('sidecar', () => {
       'Running with a Pod IP',
       (b) => phaseIs('Running', 'Ready')(b) && !!b.status?.podIP,
     );
-    const state = JSON.parse((await httpGet(`http://${running.status!.podIP}:9091/state`)).body) as { ready: boolean };
+    // The sidecar answers on its admin port once its process listens (Running comes before that).
+    const state = await waitFor(
+      async () => JSON.parse((await httpGet(`http://${running.status!.podIP}:9091/state`, 2000)).body) as { ready: boolean },
+      { description: 'the sidecar admin port to answer', timeoutMs: 30_000, intervalMs: 50 },
+    );
     const sentWhileNotReady = !state.ready;
     const res = await httpGet(`http://${running.status!.podIP}:9090/echo?first=1`, 30_000);
     expect(res.status).toBe(200);
-    expect(res.body).toContain('first=1');
+    expect(JSON.parse(res.body)).toMatchObject({ path: '/echo', query: { first: '1' } });
     // The point of the test is a request that arrived before the app listened.
     expect(sentWhileNotReady).toBe(true);
   });

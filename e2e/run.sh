@@ -16,6 +16,15 @@ export SPAWNER_E2E_DIR="$STATE"
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 
+# One cluster per machine (one node agent, one pod network): concurrent runs (a benchmark, a second
+# terminal) wait for each other instead of colliding.
+LOCK="${SPAWNER_E2E_LOCK:-/tmp/spawner-e2e.lock}"
+exec 9>"$LOCK"
+if ! flock -n 9; then
+  log "waiting for another e2e run or benchmark to finish (lock $LOCK)"
+  flock 9
+fi
+
 # Build when any TypeScript source is newer than the last build this script made.
 stamp=dist/.e2e-build-stamp
 if [ ! -f "$stamp" ] || [ -n "$(find . -name '*.ts' -newer "$stamp" -not -path './node_modules/*' -not -path './dist/*' -print -quit)" ] \

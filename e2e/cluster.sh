@@ -344,9 +344,10 @@ cmd_env() {
   return 0
 }
 
-# One `up`/`down` at a time per state dir.
+# One `up`/`down` at a time per state dir. Not "$STATE.lock": that is e2e/run.sh's machine-wide
+# lock (/tmp/spawner-e2e.lock by default), held by the caller while it runs `up` and `down`.
 mkdir -p "$(dirname "$STATE")"
-exec 9>"$STATE.lock"
+exec 9>"$STATE.cluster.lock"
 case "${1:-}" in
   up) flock 9; cmd_up ;;
   down) flock 9; cmd_down ;;

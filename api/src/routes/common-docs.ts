@@ -6,8 +6,9 @@ export const RETRY_AFTER: Record<string, HeaderDoc> = {
 
 export const LAST_EVENT_ID: Record<string, HeaderDoc> = {
   'Last-Event-ID': {
-    description: 'Sent by a reconnecting EventSource: events up to this id are not replayed.',
-    schema: { type: 'string', maxLength: 64 },
+    description:
+      'Sent by a reconnecting EventSource: events up to this id are not replayed. A value that is not an event id of this stream is ignored (everything is replayed).',
+    schema: { type: 'string' },
   },
 };
 

@@ -7,12 +7,12 @@ import { isTerminal, phaseOf } from '../../../common/src/backend';
 import type { SpawnRequest } from '../../client/types';
 import { publicBases } from '../backend-view';
 import { ApiError } from '../errors';
-import { openEventStream, lastEventId } from '../sse';
 import { createBackend } from '../use-cases/create-backend';
-import { followPhases, phaseEvents, phaseRank } from '../use-cases/follow-backend';
+import { phaseEvents } from '../use-cases/follow-backend';
 import { getBackend } from '../use-cases/manage-backends';
 import { LAST_EVENT_ID, LIMITED, NOT_FOUND, SSE_DESCRIPTION, UNAVAILABLE, err } from './common-docs';
 import type { RouteContext } from './context';
+import { streamPhases } from './phase-stream';
 import { inputs, type RouteDef } from './route-def';
 
 const ID = { id: 'BackendName' };
@@ -105,31 +105,16 @@ export function legacyRoutes(ctx: RouteContext): RouteDef[] {
       query: 'TokenQuery',
       headers: LAST_EVENT_ID,
       responses: {
-        200: { description: 'Events whose data is a LegacyStatus object.', contentType: 'text/event-stream' },
+        200: {
+          description: 'Events whose data is a LegacyStatus object.',
+          contentType: 'text/event-stream',
+          schema: 'LegacyStatus',
+        },
         204: { description: 'The stream already ended (a reconnect after the terminal event).' },
         404: NOT_FOUND,
       },
       handler: async (req, res) => {
-        const name = req.params.id as string;
-        const backend = await getBackend(store, name);
-        const after = lastEventId(req);
-        if (isTerminal(phaseOf(backend)) && after >= phaseRank('Swept')) {
-          res.status(204).end();
-          return;
-        }
-        const stream = openEventStream(req, res, {
-          heartbeatMs: config.sseHeartbeatSeconds * 1000,
-          maxMs: config.streamMaxSeconds * 1000,
-        });
-        if (stream.closed) return;
-        const stop = followPhases(
-          store,
-          name,
-          after,
-          (e) => stream.send({ state: e.phase, time: e.time }, e.rank),
-          () => stream.end(),
-        );
-        stream.onClose(stop);
+        await streamPhases(ctx, req, res, req.params.id as string, (e) => ({ state: e.phase, time: e.time }));
       },
     },
   ];

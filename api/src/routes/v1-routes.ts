@@ -1,15 +1,15 @@
 /** The v1 API: create (optionally get-or-create by key), get, list, delete, wait, events. */
-import { isTerminal, phaseOf } from '../../../common/src/backend';
+import { phaseOf } from '../../../common/src/backend';
 import type { CreateBackendRequest } from '../../client/types';
 import { publicBases } from '../backend-view';
 import { ApiError, validationFailed } from '../errors';
 import { DEFAULT_WAIT_SECONDS } from '../openapi';
-import { lastEventId, openEventStream } from '../sse';
 import { createBackend } from '../use-cases/create-backend';
-import { followPhases, isReady, phaseRank, waitFor } from '../use-cases/follow-backend';
+import { isReady, waitFor } from '../use-cases/follow-backend';
 import { deleteBackend, getBackend, listBackends, type ListFilter } from '../use-cases/manage-backends';
 import { LAST_EVENT_ID, LIMITED, NOT_FOUND, SSE_DESCRIPTION, UNAVAILABLE, err } from './common-docs';
 import type { RouteContext } from './context';
+import { streamPhases } from './phase-stream';
 import { inputs, type RouteDef } from './route-def';
 
 const NAME = { name: 'BackendName' };
@@ -160,31 +160,16 @@ export function v1Routes(ctx: RouteContext): RouteDef[] {
       query: 'TokenQuery',
       headers: LAST_EVENT_ID,
       responses: {
-        200: { description: 'Events whose data is a StatusEvent object.', contentType: 'text/event-stream' },
+        200: {
+          description: 'Events whose data is a StatusEvent object.',
+          contentType: 'text/event-stream',
+          schema: 'StatusEvent',
+        },
         204: { description: 'The stream already ended (a reconnect after the terminal event).' },
         404: NOT_FOUND,
       },
       handler: async (req, res) => {
-        const name = req.params.name as string;
-        const backend = await getBackend(store, name);
-        const after = lastEventId(req);
-        if (isTerminal(phaseOf(backend)) && after >= phaseRank('Swept')) {
-          res.status(204).end();
-          return;
-        }
-        const stream = openEventStream(req, res, {
-          heartbeatMs: config.sseHeartbeatSeconds * 1000,
-          maxMs: config.streamMaxSeconds * 1000,
-        });
-        if (stream.closed) return;
-        const stop = followPhases(
-          store,
-          name,
-          after,
-          ({ rank, ...event }) => stream.send(event, rank),
-          () => stream.end(),
-        );
-        stream.onClose(stop);
+        await streamPhases(ctx, req, res, req.params.name as string, ({ rank: _rank, ...event }) => event);
       },
     },
   ];

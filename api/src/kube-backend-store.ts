@@ -19,6 +19,7 @@ import { BACKENDS } from '../../common/src/kube/resources';
 import { matchesSelector, type Requirement } from '../../common/src/kube/selectors';
 import type { KubeClient } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
+import { BackendListeners } from './backend-listeners';
 import {
   BackendAlreadyExistsError,
   type BackendListener,
@@ -49,7 +50,7 @@ const STATUS_PATCH_ATTEMPTS = 3;
 export class KubeBackendStore implements BackendStore {
   readonly namespace: string;
   private readonly informer: Informer<SessionLivedBackend>;
-  private readonly listeners = new Map<string, Set<BackendListener>>();
+  private readonly listeners: BackendListeners;
   /** Created by us, not yet seen by the informer (by name). */
   private readonly created = new Map<string, Remembered>();
   /** Deleted by us, maybe still in the cache (by uid → expiry). */
@@ -58,6 +59,7 @@ export class KubeBackendStore implements BackendStore {
 
   constructor(private readonly opts: KubeBackendStoreOptions) {
     this.namespace = opts.namespace;
+    this.listeners = new BackendListeners((name, err) => opts.logger.warn('backend listener failed', { name, error: err }));
     this.ttl = opts.overlayTtlMs ?? 60_000;
     this.informer = new Informer<SessionLivedBackend>(
       opts.client,
@@ -159,20 +161,9 @@ export class KubeBackendStore implements BackendStore {
   }
 
   watch(name: string, listener: BackendListener): () => void {
-    let set = this.listeners.get(name);
-    if (!set) this.listeners.set(name, (set = new Set()));
-    set.add(listener);
-    let active = true;
     // Before the first sync the cache knows nothing: "undefined" would read as "deleted".
-    const first = this.informer.hasSynced ? Promise.resolve() : this.informer.waitForSync();
-    void first.then(() => {
-      if (active) listener(this.cached(name));
-    });
-    return () => {
-      active = false;
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(name);
-    };
+    const synced = this.informer.hasSynced ? Promise.resolve() : this.informer.waitForSync();
+    return this.listeners.add(name, listener, () => this.cached(name), synced);
   }
 
   /**
@@ -254,14 +245,6 @@ export class KubeBackendStore implements BackendStore {
   }
 
   private emit(name: string, obj: SessionLivedBackend | undefined): void {
-    const set = this.listeners.get(name);
-    if (!set) return;
-    for (const l of [...set]) {
-      try {
-        l(obj);
-      } catch (err) {
-        this.opts.logger.warn('backend listener failed', { name, error: err });
-      }
-    }
+    this.listeners.emit(name, obj);
   }
 }

@@ -25,6 +25,7 @@ import {
   type Endpoint,
   type GetOptions,
 } from './backend-store';
+import { BackendListeners } from './backend-listeners';
 
 const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
 
@@ -39,7 +40,7 @@ export interface MemoryBackendStoreOptions {
 export class MemoryBackendStore implements BackendStore {
   readonly namespace: string;
   private readonly items = new Map<string, SessionLivedBackend>();
-  private readonly listeners = new Map<string, Set<BackendListener>>();
+  private readonly listeners = new BackendListeners();
   private rv = 0;
   private isReady = true;
   /** Makes the next store call fail with this error (fault injection for tests). */
@@ -113,18 +114,7 @@ export class MemoryBackendStore implements BackendStore {
   }
 
   watch(name: string, listener: BackendListener): () => void {
-    let set = this.listeners.get(name);
-    if (!set) this.listeners.set(name, (set = new Set()));
-    set.add(listener);
-    let active = true;
-    queueMicrotask(() => {
-      if (active) listener(clone(this.items.get(name)));
-    });
-    return () => {
-      active = false;
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(name);
-    };
+    return this.listeners.add(name, listener, () => clone(this.items.get(name)));
   }
 
   endpoint(backend: SessionLivedBackend): Endpoint | undefined {
@@ -175,16 +165,10 @@ export class MemoryBackendStore implements BackendStore {
   }
 
   listenerCount(name?: string): number {
-    if (name) return this.listeners.get(name)?.size ?? 0;
-    let n = 0;
-    for (const s of this.listeners.values()) n += s.size;
-    return n;
+    return this.listeners.count(name);
   }
 
   private notify(name: string): void {
-    const set = this.listeners.get(name);
-    if (!set) return;
-    const obj = this.items.get(name);
-    for (const l of [...set]) l(clone(obj));
+    this.listeners.emit(name, clone(this.items.get(name)));
   }
 }

@@ -33,6 +33,7 @@ import {
   type Endpoint,
   type GetOptions,
 } from '../../api/src/backend-store';
+import { BackendListeners } from '../../api/src/backend-listeners';
 import { BackendRun, type SidecarSettings } from './backend-run';
 import type { ImageCatalog } from './images';
 import { PortAllocator } from './ports';
@@ -65,7 +66,7 @@ export const LOCAL_NAMESPACE = 'local';
 export class LocalBackendStore implements BackendStore {
   readonly namespace: string;
   private readonly items = new Map<string, SessionLivedBackend>();
-  private readonly listeners = new Map<string, Set<BackendListener>>();
+  private readonly listeners = new BackendListeners();
   /** By uid: live runs, and runs still stopping after their backend is gone. */
   private readonly runs = new Map<string, BackendRun>();
   private readonly stopping = new Set<Promise<void>>();
@@ -190,18 +191,7 @@ export class LocalBackendStore implements BackendStore {
   }
 
   watch(name: string, listener: BackendListener): () => void {
-    let set = this.listeners.get(name);
-    if (!set) this.listeners.set(name, (set = new Set()));
-    set.add(listener);
-    let active = true;
-    queueMicrotask(() => {
-      if (active) listener(clone(this.items.get(name)));
-    });
-    return () => {
-      active = false;
-      set.delete(listener);
-      if (set.size === 0) this.listeners.delete(name);
-    };
+    return this.listeners.add(name, listener, () => clone(this.items.get(name)));
   }
 
   endpoint(backend: SessionLivedBackend): Endpoint | undefined {
@@ -312,9 +302,6 @@ export class LocalBackendStore implements BackendStore {
   }
 
   private notify(name: string): void {
-    const set = this.listeners.get(name);
-    if (!set) return;
-    const obj = this.items.get(name);
-    for (const l of [...set]) l(clone(obj));
+    this.listeners.emit(name, clone(this.items.get(name)));
   }
 }

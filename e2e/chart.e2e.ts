@@ -102,6 +102,33 @@ describeWithAgent('chart', () => {
     expect(del.status).toBe(202);
   });
 
+  test('chart: helm test spawns a backend through the API and sees it Ready', async () => {
+    // The test cluster has no Service routing or DNS, so the test Pod is pointed at the API Pod.
+    const podIp = new URL(apiBase).hostname;
+    await helm(
+      [
+        'upgrade',
+        RELEASE,
+        join(ROOT, 'chart'),
+        '--namespace',
+        ns,
+        '--reuse-values',
+        '--set',
+        `tests.apiUrl=http://${podIp}:8080`,
+        '--wait',
+      ],
+      {
+        timeoutMs: 120_000,
+      },
+    );
+    const result = await helm(['test', RELEASE, '--namespace', ns, '--timeout', '120s'], {
+      timeoutMs: 150_000,
+      allowFail: true,
+    });
+    expect({ code: result.code, out: result.stdout.slice(-2000) }).toMatchObject({ code: 0 });
+    expect(result.stdout).toMatch(/Phase:\s+Succeeded/);
+  });
+
   test('chart: rbac is least privilege', async () => {
     const sa = (c: string) => `--as=system:serviceaccount:${ns}:${RELEASE}-${c}`;
     const can = async (component: string, verb: string, resource: string, namespace = ns): Promise<string> => {

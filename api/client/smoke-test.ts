@@ -4,7 +4,7 @@
  * SPAWNER_API_URL, SPAWNER_TOKEN (the first line is used), SPAWNER_TEST_IMAGE,
  * SPAWNER_TEST_TIMEOUT_SECONDS.
  */
-import { SpawnerClient } from './spawner-client';
+import { SpawnerClient, SpawnerError } from './spawner-client';
 
 async function main(): Promise<void> {
   const baseUrl = process.env.SPAWNER_API_URL;
@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   const timeoutMs = Number(process.env.SPAWNER_TEST_TIMEOUT_SECONDS ?? 120) * 1000;
   if (!baseUrl) throw new Error('SPAWNER_API_URL is not set');
   const client = new SpawnerClient({ baseUrl, token });
-  const { backend } = await client.create({ image, gracePeriodSeconds: 60, labels: { 'spawner.dev/test': 'helm' } });
+  const { backend } = await client.create({ image, gracePeriodSeconds: 60, labels: { 'helm-test': 'true' } });
   console.log(`created ${backend.name}; waiting for Ready`);
   try {
     const ready = await client.waitForReady(backend.name, { timeoutMs });
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(`helm test failed: ${err instanceof Error ? err.message : String(err)}`);
+  const details = err instanceof SpawnerError && err.details !== undefined ? ` ${JSON.stringify(err.details)}` : '';
+  console.error(`helm test failed: ${err instanceof Error ? err.message : String(err)}${details}`);
   process.exit(1);
 });

@@ -91,7 +91,8 @@ export const operatorConfigSpec: ConfigSpec = {
         description: 'Backends reconciled at once.',
         minimum: 1,
         maximum: 256,
-        default: 16,
+        // Above the 20 concurrent spawns a busy app sees: a reconcile mostly waits on the API server.
+        default: 32,
       },
       adminPort: {
         type: 'integer',

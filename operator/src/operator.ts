@@ -192,6 +192,10 @@ export class SpawnerOperator extends Operator implements ObjectCache {
   async shutdown(): Promise<void> {
     this.active = false;
     await this.queue.stop();
+    // Events already handed over are written before we go (one attempt each; the rest are
+    // re-emitted by the next operator, which lists what exists).
+    await this.reconciler.events.whenIdle();
+    await this.reconciler.events.stop();
     await Promise.all([...this.informers.values()].map((i) => i.stop()));
   }
 }

@@ -8,7 +8,8 @@
  * - Status is written with a merge patch carrying the resourceVersion it was computed from, so a
  *   write based on a stale read fails with Conflict and is retried from a fresh one; the phase
  *   therefore only moves forward even while the sweeper and the API write status too.
- * - Events have deterministic names (backend, phase, uid), so re-emitting one is a no-op.
+ * - Events have deterministic names (backend, phase, uid), so re-emitting one is a no-op. They are
+ *   written by an EventRecorder off the critical path: a reconcile never waits for its Events.
  * - There is no finalizer: deleting a backend never waits for the operator. Its Pod and Service go
  *   with it through Kubernetes' garbage collector (the ownerReferences), even with no operator
  *   running at all.
@@ -23,13 +24,14 @@ import {
   type Transition,
 } from '../../common/src/backend';
 import { EVENT_REPORTING_COMPONENT, FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
-import { isAlreadyExists, isNotFound } from '../../common/src/errors';
+import { isAlreadyExists } from '../../common/src/errors';
 import { BACKENDS, EVENTS, PODS, SERVICES, splitKey } from '../../common/src/kube/resources';
 import type { KubeClient } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
 import type { HandlerResult } from '../../common/src/work-queue';
 import type { OperatorConfig } from './config';
 import { decide, type Action } from './decide';
+import { EventRecorder } from './event-recorder';
 import { buildPod, buildService } from './desired-state';
 import type { OperatorMetrics } from './metrics';
 
@@ -60,8 +62,7 @@ function newer<T extends { metadata?: { resourceVersion?: string } }>(a: T | und
 export class Reconciler {
   /** The objects this operator wrote last, which its caches may not have seen yet. */
   private readonly written = new Map<string, SessionLivedBackend>();
-  /** Events known to exist, by name. */
-  private readonly emitted = new Set<string>();
+  readonly events: EventRecorder;
 
   constructor(
     private readonly kube: KubeClient,
@@ -70,14 +71,16 @@ export class Reconciler {
     private readonly metrics: OperatorMetrics,
     private readonly logger: Logger,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.events = new EventRecorder(kube, logger);
+  }
 
   /** Seed the set of existing events, so a restarted operator does not re-create them. */
   async loadEmittedEvents(namespace: string): Promise<void> {
     const events = await this.kube.list<CoreV1Event>(EVENTS, namespace, {
       fieldSelector: 'involvedObject.kind=SessionLivedBackend',
     });
-    for (const e of events.items) if (e.metadata?.name) this.emitted.add(e.metadata.name);
+    for (const e of events.items) if (e.metadata?.name) this.events.markExisting(e.metadata.name);
   }
 
   forget(key: string): void {
@@ -117,12 +120,13 @@ export class Reconciler {
       });
     }
 
-    for (const action of plan.actions) {
-      const result = await this.apply(key, backend, action);
-      if (result === 'stop') return { requeueAfterMs: 250 };
-      if (result) backend = result;
+    for (const step of steps(plan.actions)) {
+      // The Pod and the Service do not depend on each other: create them at once.
+      const results = await Promise.all(step.map((action) => this.apply(key, backend as SessionLivedBackend, action)));
+      if (results.includes('stop')) return { requeueAfterMs: 250 };
+      for (const result of results) if (result && result !== 'stop') backend = result;
     }
-    await this.ensureEvents(backend);
+    this.recordEvents(backend);
     return { requeueAfterMs: plan.requeueAfterMs };
   }
 
@@ -224,16 +228,16 @@ export class Reconciler {
   }
 
   /** One Event per phase reached, created once (deterministic names make retries harmless). */
-  private async ensureEvents(backend: SessionLivedBackend): Promise<void> {
+  private recordEvents(backend: SessionLivedBackend): void {
     const nowMs = this.now().getTime();
     for (const condition of backend.status?.conditions ?? []) {
       const phase = condition.type as Phase;
       if (!PHASES.includes(phase) || condition.status !== 'True') continue;
       const name = eventName(backend, phase);
-      if (this.emitted.has(name)) continue;
+      if (this.events.known(name)) continue;
       const at = new Date(condition.lastTransitionTime).getTime();
       if (nowMs - at > EVENT_REEMIT_WINDOW_MS) {
-        this.emitted.add(name);
+        this.events.markExisting(name);
         continue;
       }
       const failed = phase === 'Failed';
@@ -261,16 +265,23 @@ export class Reconciler {
         reportingComponent: EVENT_REPORTING_COMPONENT,
         reportingInstance: this.config.identity,
       };
-      try {
-        await this.kube.create(EVENTS, backend.metadata.namespace, event as never);
-      } catch (err) {
-        if (!isAlreadyExists(err) && !isNotFound(err)) throw err;
-      }
-      this.emitted.add(name);
+      this.events.record(event);
     }
   }
 
   forgetEvents(backend: SessionLivedBackend): void {
-    for (const p of PHASES) this.emitted.delete(eventName(backend, p));
+    this.events.forget(PHASES.map((p) => eventName(backend, p)));
   }
+}
+
+/** The plan's actions in order, consecutive creates grouped to run together. */
+function steps(actions: Action[]): Action[][] {
+  const out: Action[][] = [];
+  const isCreate = (a: Action): boolean => a.kind === 'createPod' || a.kind === 'createService';
+  for (const action of actions) {
+    const last = out[out.length - 1];
+    if (last && isCreate(action) && isCreate(last[0])) last.push(action);
+    else out.push([action]);
+  }
+  return out;
 }

@@ -58,6 +58,26 @@ describe('WorkQueue', () => {
     expect(maxRunning).toBe(3);
   });
 
+  it('reports how long each key waited for a slot, from its first add', async () => {
+    let release!: () => void;
+    const waited = new Map<string, number>();
+    const q = new WorkQueue(
+      async (k) => {
+        if (k === 'first') await new Promise<void>((r) => (release = r));
+      },
+      { concurrency: 1, onStart: (k, s) => waited.set(k, s) },
+    );
+    q.add('first');
+    q.add('second');
+    await tick(30);
+    q.add('second'); // coalesced: its wait still counts from the first add
+    await tick(30);
+    release();
+    await q.whenIdle();
+    expect(waited.get('first')).toBeLessThan(0.02);
+    expect(waited.get('second')).toBeGreaterThanOrEqual(0.05);
+  });
+
   it('retries a failing key with growing backoff, then forgets the failures on success', async () => {
     const times: number[] = [];
     const attempts: number[] = [];

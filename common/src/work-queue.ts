@@ -26,12 +26,15 @@ export interface WorkQueueOptions {
   permanentBackoffMs?: number;
   onError?: (key: string, err: unknown, attempt: number) => void;
   onProcessed?: (key: string, seconds: number, ok: boolean) => void;
+  /** A key starts running after waiting this long since it was (first) added: the queue's latency. */
+  onStart?: (key: string, waitedSeconds: number) => void;
   now?: () => number;
 }
 
 export class WorkQueue {
   private readonly waiting: string[] = [];
-  private readonly waitingSet = new Set<string>();
+  /** Keys waiting to run, with when each was first added (coalesced adds keep the earliest). */
+  private readonly waitingSince = new Map<string, number>();
   private readonly running = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
@@ -63,8 +66,8 @@ export class WorkQueue {
       this.dirty.add(key);
       return;
     }
-    if (this.waitingSet.has(key)) return;
-    this.waitingSet.add(key);
+    if (this.waitingSince.has(key)) return;
+    this.waitingSince.set(key, performance.now());
     this.waiting.push(key);
     this.pump();
   }
@@ -104,14 +107,16 @@ export class WorkQueue {
     for (const t of this.timers.values()) clearTimeout(t.timer);
     this.timers.clear();
     this.waiting.length = 0;
-    this.waitingSet.clear();
+    this.waitingSince.clear();
     await this.whenIdle();
   }
 
   private pump(): void {
     while (!this.stopped && this.active < this.concurrency && this.waiting.length > 0) {
       const key = this.waiting.shift() as string;
-      this.waitingSet.delete(key);
+      const since = this.waitingSince.get(key) ?? performance.now();
+      this.waitingSince.delete(key);
+      this.opts.onStart?.(key, (performance.now() - since) / 1000);
       this.running.add(key);
       this.active++;
       void this.run(key);

@@ -9,6 +9,7 @@ export interface OperatorMetrics {
   terminations: Counter<'phase' | 'reason'>;
   transitions: Counter<'phase'>;
   queueDepth: Gauge;
+  queueWait: Histogram;
   leader: Gauge;
   watchErrors: Counter<'resource'>;
   kubeRequests: Counter<'verb' | 'code'>;
@@ -70,6 +71,12 @@ export function createOperatorMetrics(
       collect() {
         this.set(depth());
       },
+    }),
+    queueWait: new Histogram({
+      name: 'spawner_operator_queue_wait_seconds',
+      help: 'Time a backend waited in the work queue before its reconcile started (the operator, not the API server).',
+      buckets: [0.001, 0.0025, ...LATENCY_BUCKETS],
+      registers: [registry],
     }),
     leader: new Gauge({
       name: 'spawner_operator_leader',

@@ -55,6 +55,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
         const level = attempt >= 3 || kind === 'permanent' ? 'warn' : 'debug';
         log[level]('reconcile failed; retrying with backoff', { backend: key, attempt, kind, error: errorMessage(err) });
       },
+      onStart: (_key, waited) => metrics.queueWait.observe(waited),
       onProcessed: (_key, seconds, ok) => metrics.reconcileDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
     });
   }

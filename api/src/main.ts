@@ -4,7 +4,8 @@
  */
 import { ConfigError } from '../../common/src/config';
 import { errorMessage } from '../../common/src/errors';
-import { HttpKubeClient, loadKubeConfig } from '../../common/src/kube/http-client';
+import { loadCredentials } from '../../common/src/kube/credentials';
+import { HttpKubeClient } from '../../common/src/kube/http-client';
 import { createLogger } from '../../common/src/logger';
 import { createRegistry } from '../../common/src/metrics';
 import { onShutdown } from '../../common/src/shutdown';
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
     logger,
   });
 
-  const client = new HttpKubeClient(loadKubeConfig(config.kubeconfig));
+  const client = new HttpKubeClient(await loadCredentials(config.kubeconfig));
   const store = new KubeBackendStore({ client, namespace: config.namespace, logger });
   await store.start();
 

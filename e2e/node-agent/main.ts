@@ -16,7 +16,8 @@ import {
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { errorMessage, KubeApiError } from '../../common/src/errors';
-import { HttpKubeClient, loadKubeConfig } from '../../common/src/kube/http-client';
+import { HttpKubeClient } from '../../common/src/kube/http-client';
+import { loadKubeConfig } from '../../common/src/kube/kube-config';
 import { Informer } from '../../common/src/kube/informer';
 import { PODS } from '../../common/src/kube/resources';
 import { createLogger, type Logger } from '../../common/src/logger';

@@ -8,7 +8,8 @@ import * as http from 'node:http';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { HttpKubeClient, loadKubeConfig } from '../../common/src/kube/http-client';
+import { HttpKubeClient } from '../../common/src/kube/http-client';
+import { loadKubeConfig } from '../../common/src/kube/kube-config';
 import { NAMESPACES } from '../../common/src/kube/resources';
 
 export const ROOT = resolve(__dirname, '..', '..');

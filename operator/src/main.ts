@@ -4,7 +4,8 @@
  */
 import { startAdminServer } from '../../common/src/admin-server';
 import { ConfigError } from '../../common/src/config';
-import { HttpKubeClient, loadKubeConfig } from '../../common/src/kube/http-client';
+import { HttpKubeClient } from '../../common/src/kube/http-client';
+import { loadKubeConfig } from '../../common/src/kube/kube-config';
 import { LeaderElector } from '../../common/src/kube/leader-election';
 import { createLogger } from '../../common/src/logger';
 import { createRegistry } from '../../common/src/metrics';

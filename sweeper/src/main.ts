@@ -3,7 +3,8 @@
  */
 import { startAdminServer } from '../../common/src/admin-server';
 import { ConfigError } from '../../common/src/config';
-import { HttpKubeClient, loadKubeConfig } from '../../common/src/kube/http-client';
+import { loadCredentials } from '../../common/src/kube/credentials';
+import { HttpKubeClient } from '../../common/src/kube/http-client';
 import { createLogger } from '../../common/src/logger';
 import { createRegistry } from '../../common/src/metrics';
 import { onShutdown } from '../../common/src/shutdown';
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
     () => ref.sweeper?.watched ?? 0,
     () => ref.sweeper?.connected ?? 0,
   );
-  const kube = new HttpKubeClient(loadKubeConfig(config.kubeconfig));
+  const kube = new HttpKubeClient(await loadCredentials(config.kubeconfig));
   const sweeper = new Sweeper(kube, config, metrics, logger);
   ref.sweeper = sweeper;
   sweeper.start();

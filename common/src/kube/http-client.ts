@@ -1,13 +1,13 @@
 /**
- * The real Kubernetes client: `@kubernetes/client-node`'s KubeConfig for loading credentials
- * (kubeconfig files, in-cluster service-account tokens, exec plugins), and Node's own http(s)
- * with a keep-alive agent for the requests themselves, so that every failure arrives here as a
- * typed error (see docs/adr/0002-kubernetes-access.md).
+ * The real Kubernetes client: credentials from ./credentials (or client-node's KubeConfig, which
+ * has the same shape), and Node's own http(s) with a keep-alive agent for the requests
+ * themselves, so that every failure arrives here as a typed error (see
+ * docs/adr/0002-kubernetes-access.md).
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiError, KubeUnavailableError, type KubeStatusBody } from '../errors';
+import type { KubeCredentials } from './credentials';
 import {
   resourcePath,
   type DeleteOptions,
@@ -46,13 +46,6 @@ interface Prepared {
 /** Credentials may rotate (projected service-account tokens); re-read them this often. */
 const CREDENTIAL_TTL_MS = 60_000;
 
-export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-  else kc.loadFromDefault();
-  return kc;
-}
-
 function query(params: Record<string, string | number | boolean | undefined>): string {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, String(v));
@@ -76,7 +69,7 @@ export class HttpKubeClient implements KubeClient {
   private readonly timeoutMs: number;
 
   constructor(
-    readonly kubeConfig: KubeConfig,
+    readonly kubeConfig: KubeCredentials,
     private readonly opts: HttpKubeClientOptions = {},
   ) {
     this.timeoutMs = opts.requestTimeoutMs ?? 15_000;

@@ -39,6 +39,26 @@ describe('Informer', () => {
     await inf.stop();
   });
 
+  it('keeps objects without their managedFields, from the list and from the watch', async () => {
+    const kube = new FakeKubeClient();
+    const managed = (name: string): KubeObject => ({
+      metadata: {
+        ...pod(name).metadata,
+        managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:spec': {} } }],
+      },
+    });
+    await kube.create(PODS, 'ns', managed('listed'));
+    const inf = new Informer(kube, PODS, {}, silentLogger, { namespace: 'ns' });
+    inf.start();
+    await inf.waitForSync();
+    await kube.create(PODS, 'ns', managed('watched'));
+    await waitFor(() => inf.get('ns', 'watched') !== undefined);
+    expect(inf.get('ns', 'listed')?.metadata).not.toHaveProperty('managedFields');
+    expect(inf.get('ns', 'watched')?.metadata).not.toHaveProperty('managedFields');
+    expect(inf.get('ns', 'watched')?.metadata?.labels).toEqual({ app: 'x' });
+    await inf.stop();
+  });
+
   it('relists after the watch fails with 410 Gone and reports what vanished meanwhile', async () => {
     const kube = new FakeKubeClient();
     await kube.create(PODS, 'ns', pod('a'));

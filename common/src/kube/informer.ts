@@ -27,6 +27,14 @@ export interface InformerOptions {
   onWatchError?: (err: unknown) => void;
 }
 
+/**
+ * Server-side apply bookkeeping: often the larger part of an object, and read by nobody here
+ * (client-go informers drop it the same way, with TransformStripManagedFields).
+ */
+function stripManagedFields(obj: KubeObject): void {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+}
+
 export class Informer<T extends KubeObject> {
   readonly cache = new Map<string, T>();
   private handle?: WatchHandle;
@@ -97,6 +105,7 @@ export class Informer<T extends KubeObject> {
       resourceVersion = page.resourceVersion;
       cont = page.continue;
       for (const obj of page.items) {
+        stripManagedFields(obj);
         const key = this.key(obj);
         seen.add(key);
         this.cache.set(key, obj);
@@ -138,6 +147,7 @@ export class Informer<T extends KubeObject> {
             const newRv = event.object.metadata?.resourceVersion;
             if (newRv) rv.current = newRv;
             if (event.type === 'BOOKMARK') return;
+            stripManagedFields(event.object);
             const key = this.key(event.object);
             if (event.type === 'DELETED') {
               this.cache.delete(key);

@@ -10,6 +10,7 @@ export interface OperatorConfig {
   sidecarEnv: Record<string, string>;
   imagePullSecret?: string;
   failedRetentionSeconds: number;
+  headlessServices: boolean;
   resyncSeconds: number;
   concurrency: number;
   adminPort: number;
@@ -79,6 +80,12 @@ export const operatorConfigSpec: ConfigSpec = {
         description: 'How long a Failed backend is kept (for inspection) before it is deleted.',
         minimum: 0,
         default: 600,
+      },
+      headlessServices: {
+        type: 'boolean',
+        description:
+          "Give each backend a headless Service (clusterIP: None; its DNS name resolves to the Pod) instead of a cluster IP. Spares the API server's cluster-IP allocation, one at a time cluster-wide, and kube-proxy's rules for every backend; status.ip is then the Pod's IP.",
+        default: false,
       },
       resyncSeconds: {
         type: 'integer',

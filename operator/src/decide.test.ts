@@ -1,5 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { decide, type Action, type DecideInput } from './decide';
+import { buildService } from './desired-state';
 import { backendFixture, podFor, runningReady, secondsAfter, serviceFor } from './test-fixtures';
 
 const RETENTION = 60_000;
@@ -45,6 +46,12 @@ describe('decide', () => {
       expect(t.phase).toBe(phase);
       expect(t.fields).toMatchObject({ nodeName: 'node-a', port: 9090, ip: '10.0.0.9' });
       expect(plan.actions).toContainEqual({ kind: 'labelNode', node: 'node-a' });
+    });
+
+    it("records the Pod's IP as the backend's ip behind a headless Service", () => {
+      const headless = buildService(b, { headlessServices: true });
+      const plan = run({ backend: b, pod: podFor(b, runningReady(true), 'node-a'), service: headless });
+      expect(transition(plan.actions)!.transition.fields).toMatchObject({ ip: '10.88.0.5', podIP: '10.88.0.5' });
     });
 
     it('does nothing more once the phase and facts are recorded', () => {

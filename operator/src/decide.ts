@@ -127,7 +127,10 @@ export function decide(input: DecideInput): Plan {
     port: SIDECAR_SERVE_PORT,
     url: serviceUrl(backend),
   };
-  if (service?.spec?.clusterIP && service.spec.clusterIP !== 'None') fields.ip = service.spec.clusterIP;
+  // The address clients reach the backend at: the Service's cluster IP, or for a headless
+  // Service (which DNS resolves to the Pod) the Pod's IP, set below.
+  const headless = service?.spec?.clusterIP === 'None';
+  if (service?.spec?.clusterIP && !headless) fields.ip = service.spec.clusterIP;
 
   if (pod) {
     const appName = backend.spec.template.containers[0].name;
@@ -150,6 +153,7 @@ export function decide(input: DecideInput): Plan {
         actions.push({ kind: 'labelNode', node: obs.nodeName });
     }
     if (obs.podIP) fields.podIP = obs.podIP;
+    if (obs.podIP && headless) fields.ip = obs.podIP;
     if (obs.running && obs.nodeName) target = 'Running';
     if (obs.ready && obs.running && obs.nodeName) target = 'Ready';
 

@@ -79,6 +79,13 @@ describe('the Service built for a backend', () => {
     expect(s.metadata?.ownerReferences?.[0].uid).toBe('uid-1');
     expect(s.spec?.selector).toEqual({ run: 'b1' });
     expect(s.spec?.ports).toEqual([{ name: 'spawner-app', protocol: 'TCP', port: 9090, targetPort: 9090 }]);
+    expect(s.spec?.clusterIP).toBeUndefined();
+  });
+
+  it('is headless (no cluster IP to allocate) when so configured', () => {
+    const s = buildService(backendFixture(), { headlessServices: true });
+    expect(s.spec?.clusterIP).toBe('None');
+    expect(s.spec?.selector).toEqual({ run: 'b1' });
   });
 });
 

@@ -142,7 +142,7 @@ export function buildPod(backend: SessionLivedBackend, cfg: SidecarConfig): V1Po
   };
 }
 
-export function buildService(backend: SessionLivedBackend): V1Service {
+export function buildService(backend: SessionLivedBackend, cfg: { headlessServices?: boolean } = {}): V1Service {
   const name = backend.metadata.name as string;
   return {
     apiVersion: 'v1',
@@ -155,6 +155,7 @@ export function buildService(backend: SessionLivedBackend): V1Service {
     },
     spec: {
       type: 'ClusterIP',
+      ...(cfg.headlessServices ? { clusterIP: 'None' } : {}),
       selector: { [LABEL_RUN]: name },
       ports: [{ name: SERVICE_PORT_NAME, protocol: 'TCP', port: SIDECAR_SERVE_PORT, targetPort: SIDECAR_SERVE_PORT }],
     },

@@ -67,7 +67,8 @@ export class Reconciler {
   constructor(
     private readonly kube: KubeClient,
     private readonly cache: ObjectCache,
-    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity'> & Parameters<typeof buildPod>[1],
+    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity'> &
+      Parameters<typeof buildPod>[1] & { headlessServices?: boolean },
     private readonly metrics: OperatorMetrics,
     private readonly logger: Logger,
     private readonly now: () => Date = () => new Date(),
@@ -136,7 +137,7 @@ export class Reconciler {
       case 'createPod':
         return this.createChild(PODS, namespace, buildPod(backend, this.config));
       case 'createService':
-        return this.createChild(SERVICES, namespace, buildService(backend));
+        return this.createChild(SERVICES, namespace, buildService(backend, this.config));
       case 'deleteStale': {
         const type = action.what === 'pod' ? PODS : SERVICES;
         this.logger.info('deleting a leftover of an earlier backend with this name', { backend: key, kind: action.what });

@@ -14,6 +14,7 @@ export const testConfig: OperatorConfig = {
   sidecarSecurityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true },
   sidecarEnv: { LOG_LEVEL: 'debug' },
   failedRetentionSeconds: 60,
+  headlessServices: false,
   resyncSeconds: 300,
   concurrency: 4,
   adminPort: 0,

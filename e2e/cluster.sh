@@ -7,6 +7,8 @@
 #   bash e2e/cluster.sh down     stop everything `up` started; remove network namespaces, veths, bridge
 #   bash e2e/cluster.sh status   what runs; exit 1 unless all of it is healthy
 #   bash e2e/cluster.sh env      `eval "$(bash e2e/cluster.sh env)"` points kubectl at the cluster
+#   bash e2e/cluster.sh stop etcd|kube-apiserver    stop one component of a running cluster (chaos tests)
+#   bash e2e/cluster.sh start etcd|kube-apiserver   start it again (same flags, data and ports) and wait until it answers
 #
 # Environment (see e2e/README.md):
 #   SPAWNER_E2E_DIR     state dir (default /tmp/spawner-e2e): certs, etcd data, logs/, pods/, pids/
@@ -175,6 +177,32 @@ current-context: spawner-e2e
 EOF
 }
 
+# etcd and the API server are started by `up`, and again by `start <component>` after a test
+# stopped one (chaos tests): same flags, same data directory, same ports (from cluster.env).
+start_etcd() {
+  start etcd "$BIN/etcd" --name=spawner-e2e --data-dir="$STATE/etcd" --unsafe-no-fsync \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster="spawner-e2e=http://127.0.0.1:$ETCD_PEER_PORT" --log-level=warn
+}
+
+start_apiserver() {
+  local pki=$STATE/pki
+  # 0.0.0.0: the API server must answer at 127.0.0.1 (host tools) and at the bridge address
+  # (processes in pod network namespaces), and it takes a single bind address.
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=0.0.0.0 --secure-port="$API_PORT" --advertise-address="$HOST_IP" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --authorization-mode=RBAC \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \
+    --allow-privileged=true --profiling=false \
+    --max-requests-inflight=800 --max-mutating-requests-inflight=400
+}
+
 cmd_up() {
   [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, veths and bind mounts for pods)"
   command -v ip >/dev/null && command -v unshare >/dev/null && command -v openssl >/dev/null \
@@ -229,24 +257,8 @@ EOF
   write_kubeconfig
   local kc=$STATE/admin.kubeconfig pki=$STATE/pki
 
-  start etcd "$BIN/etcd" --name=spawner-e2e --data-dir="$STATE/etcd" --unsafe-no-fsync \
-    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
-    --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster="spawner-e2e=http://127.0.0.1:$ETCD_PEER_PORT" --log-level=warn
-
-  # 0.0.0.0: the API server must answer at 127.0.0.1 (host tools) and at the bridge address
-  # (processes in pod network namespaces), and it takes a single bind address.
-  start kube-apiserver "$BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=0.0.0.0 --secure-port="$API_PORT" --advertise-address="$HOST_IP" \
-    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" \
-    --authorization-mode=RBAC \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \
-    --allow-privileged=true --profiling=false \
-    --max-requests-inflight=800 --max-mutating-requests-inflight=400
+  start_etcd
+  start_apiserver
 
   # etcd can take a moment; the API server retries on its own, so only watch that both stay up.
   if ! wait_until "the API server's /readyz" 60 kube-apiserver api_get /readyz; then
@@ -335,6 +347,35 @@ cmd_status() {
   return $ok
 }
 
+# Chaos tests stop and restart one control-plane component of a running cluster; its log goes on.
+cmd_stop_one() { # component
+  case "${1:-}" in etcd | kube-apiserver) ;; *) die "stop: etcd or kube-apiserver, not '${1:-}'" ;; esac
+  load_env
+  alive "$1" || die "$1 is not running"
+  stop_component "$1" 15
+  log "$1 stopped"
+}
+
+cmd_start_one() { # component
+  load_env
+  [ -n "${BIN:-}" ] || die "no cluster state in $STATE"
+  alive "$1" && { log "$1 is already running"; return 0; }
+  case "${1:-}" in
+    etcd)
+      mv -f "$STATE/logs/etcd.log" "$STATE/logs/etcd.log.$(date +%s)" 2>/dev/null || true
+      start_etcd
+      wait_until "etcd's /health" 30 etcd curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" || die "etcd did not come back"
+      ;;
+    kube-apiserver)
+      mv -f "$STATE/logs/kube-apiserver.log" "$STATE/logs/kube-apiserver.log.$(date +%s)" 2>/dev/null || true
+      start_apiserver
+      wait_until "the API server's /readyz" 60 kube-apiserver api_get /readyz || die "the API server did not come back"
+      ;;
+    *) die "start: etcd or kube-apiserver, not '${1:-}'" ;;
+  esac
+  log "$1 started"
+}
+
 cmd_env() {
   load_env
   [ -f "$STATE/admin.kubeconfig" ] || die "no cluster state in $STATE; run 'bash e2e/cluster.sh up'"
@@ -351,7 +392,9 @@ exec 9>"$STATE.cluster.lock"
 case "${1:-}" in
   up) flock 9; cmd_up ;;
   down) flock 9; cmd_down ;;
+  stop) flock 9; cmd_stop_one "${2:-}" ;;
+  start) flock 9; cmd_start_one "${2:-}" ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|stop <component>|start <component>" >&2; exit 2 ;;
 esac

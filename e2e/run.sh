@@ -49,7 +49,9 @@ finish() {
   set +e
   if [ "$rc" != 0 ] && [ -d "$STATE" ]; then
     dest="reports/e2e-logs"
-    rm -rf "$dest"
+    # Only what is copied here is replaced: host-components/ holds the logs of the operator, API
+    # and sweeper processes the tests started in this run, which are what a failure is read from.
+    rm -rf "$dest/components" "$dest/pods"
     mkdir -p "$dest"
     cp -r "$STATE/logs" "$dest/components" 2>/dev/null
     # Pod logs only (volumes hold tokens and are not copied).

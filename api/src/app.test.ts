@@ -74,6 +74,17 @@ describe('original endpoints', () => {
     // ...but not for anything that needs the API token.
     expect((await fetch(`${h.base}/v1/backends/${a.name}`, { headers: { authorization: `Bearer ${tokenA}` } })).status).toBe(401);
   });
+
+  it('takes an empty spawner_token as no token, not as a bad parameter', async () => {
+    const a = await jsonOf(await h.api('/spawn', json({ image: 'x' })));
+    const tokenA = new URL(a.statusUrl).searchParams.get('spawner_token')!;
+    // The API token still serves (the query is a credential, not a parameter to validate)...
+    expect((await h.api(`/backend/${a.name}/status?spawner_token=`)).status).toBe(200);
+    // ...as does the token in the header beside an empty one in the query.
+    const res = await fetch(`${h.base}/backend/${a.name}/status?spawner_token=`, { headers: { 'x-spawner-token': tokenA } });
+    expect(res.status).toBe(200);
+    expect((await fetch(`${h.base}/backend/${a.name}/status?spawner_token=`)).status).toBe(401);
+  });
 });
 
 describe('v1 backends', () => {

@@ -59,7 +59,8 @@ function authorize(mode: AuthMode, auth: TokenVerifier, store: BackendStore): Re
     if (auth.verify(bearer)) return next();
     if (mode === 'bearer-or-backend-token' && req.method !== 'POST') {
       const name = req.params.id ?? req.params.name;
-      const presented = firstString(req.query[TOKEN_PARAM]) ?? firstString(req.headers[TOKEN_HEADER]) ?? bearer;
+      // An empty value is no token (`||`): the document describes the token as a credential only.
+      const presented = firstString(req.query[TOKEN_PARAM]) || firstString(req.headers[TOKEN_HEADER]) || bearer;
       // Only a possible name is looked up: garbage must not reach the API server before the cache syncs.
       if (typeof name === 'string' && isDnsLabel(name) && presented) {
         const backend = await store.get(name);
@@ -87,6 +88,9 @@ function validateParams(params: Record<string, string> | undefined): RequestHand
 function validateQuery(definition: string | undefined): RequestHandler {
   return (req, res, next) => {
     const query: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
+    // The connection token is a credential (the backendToken security scheme), checked by
+    // `authorize`; an empty one is no token rather than an invalid parameter.
+    if (query[TOKEN_PARAM] === '') delete query[TOKEN_PARAM];
     if (definition) {
       const problems = queryValidator(definition)(query);
       if (problems.length > 0) return next(validationFailed('query', problems));

@@ -62,6 +62,25 @@ function standardResponses(route: RouteDef): Record<number, ResponseDoc> {
   return out;
 }
 
+function sseEventSchema(dataSchema: string | undefined): JsonSchema {
+  const data: JsonSchema = { type: 'string', description: 'JSON' };
+  if (dataSchema) {
+    data.contentMediaType = 'application/json';
+    data.contentSchema = ref(dataSchema);
+  }
+  return {
+    type: 'object',
+    description: 'One Server-Sent Event.',
+    required: ['data'],
+    properties: {
+      data,
+      id: { type: 'string', description: 'The phase rank; send it back as Last-Event-ID.' },
+      event: { type: 'string' },
+      retry: { type: 'integer', minimum: 0 },
+    },
+  };
+}
+
 function responseObject(doc: ResponseDoc): Record<string, unknown> {
   const out: Record<string, unknown> = { description: doc.description };
   if (doc.headers) {
@@ -69,7 +88,11 @@ function responseObject(doc: ResponseDoc): Record<string, unknown> {
       Object.entries(doc.headers).map(([name, h]) => [name, { description: h.description, schema: h.schema }]),
     );
   }
-  if (doc.contentType === 'text/event-stream' || doc.contentType === 'text/plain') {
+  if (doc.contentType === 'text/event-stream') {
+    // The schema of an event stream describes each event (as OpenAPI 3.2's itemSchema does, and
+    // as tools read `schema` of a sequential media type before 3.2): its fields, `data` being JSON.
+    out.content = { [doc.contentType]: { schema: sseEventSchema(doc.schema) } };
+  } else if (doc.contentType === 'text/plain') {
     out.content = { [doc.contentType]: { schema: { type: 'string' } } };
   } else if (doc.schema) {
     out.content = { 'application/json': { schema: ref(doc.schema) } };

@@ -105,7 +105,9 @@ function toPlainJsonSchema(node: Json): Json {
     }
     if (obj['x-kubernetes-int-or-string'] === true) {
       out.anyOf = [
-        { type: 'integer', minimum: 0 },
+        // The API server reads JSON integers as int64; beyond JavaScript's safe range a number is
+        // neither exact here nor an integer there.
+        { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
         { type: 'string', pattern: INT_OR_STRING_PATTERN },
       ];
     }

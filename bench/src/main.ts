@@ -1,0 +1,176 @@
+/**
+ * `npm run bench [-- <name>...] [--rounds=N] [...]`: runs the named benchmarks (all by default),
+ * prints their tables, and writes JSON (and Markdown tables) to bench/results/.
+ *
+ *   data-plane       sidecar vs direct, nginx, HAProxy, entry point + sidecar (no cluster)
+ *   spawn-pipeline   200 backends through the API vs 200 raw Pod+Service pairs (cluster)
+ *   operator-scale   operator with 2,000 existing backends (cluster)
+ *   sweeper-scale    one sweeper following 1,000 sidecar state streams (cluster)
+ *
+ * Benchmarks that need the cluster take the e2e lock (/tmp/spawner-e2e.lock) for as long as they
+ * use it, start the cluster if none runs (and stop it afterwards), or reuse a running one.
+ */
+import { execFileSync } from 'node:child_process';
+import { runClusterCleanups } from './cluster';
+import { dataPlane } from './data-plane';
+import { operatorScale } from './operator-scale';
+import { killAllChildrenNow, stopAllChildren } from './processes';
+import { machineInfo, printResult, saveResult, type BenchResult } from './report';
+import { spawnPipeline } from './spawn-pipeline';
+import { sweeperScale } from './sweeper-scale';
+
+type Flags = Record<string, string>;
+type Runner = (flags: Flags) => Promise<Omit<BenchResult, 'machine' | 'startedAt' | 'finishedAt'>>;
+
+const num = (flags: Flags, name: string, def: number): number => (flags[name] !== undefined ? Number(flags[name]) : def);
+
+interface Benchmark {
+  run: Runner;
+  tools: string[];
+  cluster: boolean;
+  help: string;
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  'data-plane': {
+    tools: ['wrk', 'nginx', 'haproxy'],
+    cluster: false,
+    help: '--rounds=5 --duration=3 --connections=50 --upstreams=node,static --with-http-proxy',
+    run: (f) =>
+      dataPlane({
+        rounds: num(f, 'rounds', 5),
+        durationS: num(f, 'duration', 3),
+        connections: num(f, 'connections', 50),
+        upstreams: (f.upstreams ?? 'node,static').split(',') as Array<'node' | 'static'>,
+        withHttpProxy: f['with-http-proxy'] !== undefined,
+      }),
+  },
+  'spawn-pipeline': {
+    tools: ['flock', 'ip', 'openssl'],
+    cluster: true,
+    help: '--rounds=2 --backends=200 --concurrency=20 [--operator-concurrency=N] [--headless]',
+    run: (f) =>
+      spawnPipeline({
+        rounds: num(f, 'rounds', 2),
+        backends: num(f, 'backends', 200),
+        concurrency: num(f, 'concurrency', 20),
+        operatorConcurrency: f['operator-concurrency'] !== undefined ? Number(f['operator-concurrency']) : undefined,
+        headless: f.headless !== undefined,
+      }),
+  },
+  'operator-scale': {
+    tools: ['flock', 'ip', 'openssl'],
+    cluster: true,
+    help: '--existing=2000 --new=50 --rounds=3 --concurrency=20',
+    run: (f) =>
+      operatorScale({
+        existing: num(f, 'existing', 2000),
+        newPerRound: num(f, 'new', 50),
+        rounds: num(f, 'rounds', 3),
+        concurrency: num(f, 'concurrency', 20),
+      }),
+  },
+  'sweeper-scale': {
+    tools: ['flock', 'ip', 'openssl'],
+    cluster: true,
+    help: '--backends=1000 --rounds=2 --spread=90 [--sweeper-node-args="--max-semi-space-size=2"]',
+    run: (f) =>
+      sweeperScale({
+        backends: num(f, 'backends', 1000),
+        rounds: num(f, 'rounds', 2),
+        spreadS: num(f, 'spread', 90),
+        nodeArgs: f['sweeper-node-args']?.split(' ').filter(Boolean),
+      }),
+  },
+};
+
+const INSTALL: Record<string, string> = {
+  wrk: 'apt-get install -y wrk',
+  nginx: 'apt-get install -y nginx',
+  haproxy: 'apt-get install -y haproxy',
+  flock: 'apt-get install -y util-linux',
+  ip: 'apt-get install -y iproute2',
+  openssl: 'apt-get install -y openssl',
+};
+
+function missingTools(tools: string[]): string[] {
+  return tools.filter((t) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${t}`], {
+        stdio: 'ignore',
+        env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` },
+      });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+function usage(): string {
+  return [
+    'usage: npm run bench [-- <name>...] [--flag=value...]',
+    '',
+    ...Object.entries(BENCHMARKS).map(([name, b]) => `  ${name.padEnd(16)} ${b.help}${b.cluster ? '  (cluster)' : ''}`),
+    '',
+    'Results: bench/results/<name>-latest.{json,md}. See bench/README.md and docs/benchmarks.md.',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const names: string[] = [];
+  const flags: Flags = {};
+  for (const arg of process.argv.slice(2)) {
+    if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${usage()}\n`);
+      return;
+    }
+    if (arg.startsWith('--')) {
+      const [k, ...v] = arg.slice(2).split('=');
+      flags[k] = v.join('=');
+    } else names.push(arg);
+  }
+  const chosen = names.length ? names : Object.keys(BENCHMARKS);
+  for (const n of chosen) if (!BENCHMARKS[n]) throw new Error(`unknown benchmark "${n}"\n${usage()}`);
+
+  const missing = [...new Set(chosen.flatMap((n) => missingTools(BENCHMARKS[n].tools)))];
+  if (missing.length) {
+    process.stderr.write(
+      `The benchmarks need tools that are not installed: ${missing.join(', ')}.\nInstall them with:\n${missing.map((m) => `  ${INSTALL[m] ?? m}`).join('\n')}\n(CI does not run the benchmarks, so it does not install them.)\n`,
+    );
+    process.exit(2);
+  }
+
+  let failed = false;
+  for (const name of chosen) {
+    const startedAt = new Date().toISOString();
+    const machine = machineInfo();
+    process.stdout.write(`\n>>> ${name}\n`);
+    try {
+      const partial = await BENCHMARKS[name].run(flags);
+      const result: BenchResult = { ...partial, machine, startedAt, finishedAt: new Date().toISOString() };
+      printResult(result);
+      process.stdout.write(`results: ${saveResult(result)}\n`);
+    } catch (err) {
+      failed = true;
+      process.stderr.write(`${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      await stopAllChildren();
+    }
+  }
+  if (failed) process.exitCode = 1;
+}
+
+process.on('exit', killAllChildrenNow);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: stopping\n`);
+    void stopAllChildren()
+      .then(runClusterCleanups)
+      .finally(() => process.exit(130));
+  });
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -61,13 +61,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
   'operator-scale': {
     tools: ['flock', 'ip', 'openssl'],
     cluster: true,
-    help: '--existing=2000 --new=50 --rounds=3 --concurrency=20',
+    help: '--existing=2000 --new=50 --rounds=3 --concurrency=20 [--headless]',
     run: (f) =>
       operatorScale({
         existing: num(f, 'existing', 2000),
         newPerRound: num(f, 'new', 50),
         rounds: num(f, 'rounds', 3),
         concurrency: num(f, 'concurrency', 20),
+        headless: f.headless !== undefined,
       }),
   },
   'sweeper-scale': {

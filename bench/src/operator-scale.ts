@@ -44,6 +44,8 @@ export interface OperatorScaleOptions {
   newPerRound: number;
   rounds: number;
   concurrency: number;
+  /** Both operators with --headless-services (no cluster IPs allocated). */
+  headless?: boolean;
 }
 
 function unschedulable(name: string, namespace: string): SessionLivedBackend {
@@ -91,13 +93,14 @@ const operatorWriteCount = (m: string): number =>
 export async function operatorScale(
   opts: OperatorScaleOptions,
 ): Promise<Omit<BenchResult, 'machine' | 'startedAt' | 'finishedAt'>> {
+  const extra = opts.headless ? ['--headless-services=true'] : [];
   return withCluster('operator-scale', async (session) => {
     const restoreServiceRange = await extendServiceRange(session.kube);
     const nsBase = await createNamespace(session.kube, 'op-base');
     const nsScale = await createNamespace(session.kube, 'op-scale');
     const ops: Record<'baseline' | 'scale', Component> = {
-      baseline: await startComponent('operator', [`--namespaces=${nsBase}`], session, { logName: 'operator-baseline' }),
-      scale: await startComponent('operator', [`--namespaces=${nsScale}`], session, { logName: 'operator-scale' }),
+      baseline: await startComponent('operator', [`--namespaces=${nsBase}`, ...extra], session, { logName: 'operator-baseline' }),
+      scale: await startComponent('operator', [`--namespaces=${nsScale}`, ...extra], session, { logName: 'operator-scale' }),
     };
     const ns = { baseline: nsBase, scale: nsScale };
     const seen = { baseline: new Constructed(session, nsBase), scale: new Constructed(session, nsScale) };
@@ -159,7 +162,7 @@ export async function operatorScale(
           await ops[which].child.stop();
           const before = await apiServerRequests(session.kubeConfig);
           const start = Date.now();
-          const op = await startComponent('operator', [`--namespaces=${ns[which]}`], session, {
+          const op = await startComponent('operator', [`--namespaces=${ns[which]}`, ...extra], session, {
             logName: `operator-${which}-restart-${round}`,
             waitReady: false,
           });

@@ -16,6 +16,8 @@ export interface Component {
   readonly port: number;
   readonly process: ChildProcess;
   readonly pid: number;
+  /** Where its stdout and stderr go. */
+  readonly logPath: string;
   /** Resolves when the process has exited. */
   readonly exited: Promise<number | null>;
   metrics(): Promise<string>;
@@ -49,7 +51,8 @@ export async function startComponent(
   const port = await freePort();
   const logDir = join(ROOT, 'reports', 'e2e-logs', 'host-components');
   mkdirSync(logDir, { recursive: true });
-  const log = createWriteStream(join(logDir, `${opts.logName ?? name}-${Date.now()}.log`));
+  const logPath = join(logDir, `${opts.logName ?? name}-${Date.now()}.log`);
+  const log = createWriteStream(logPath);
   const child = spawn(process.execPath, [join(ROOT, 'dist', name, 'src', 'main.js'), `${PORT_FLAG[name]}=${port}`, ...args], {
     cwd: ROOT,
     env: { ...process.env, KUBECONFIG: opts.kubeconfig ?? kubeconfigPath(), ...opts.env },
@@ -63,6 +66,7 @@ export async function startComponent(
     port,
     process: child,
     pid: child.pid as number,
+    logPath,
     exited,
     metrics: async () => (await httpGet(`http://127.0.0.1:${port}/metrics`)).body,
     stop: async (timeoutMs = 10_000) => {

@@ -69,6 +69,9 @@ describeWithAgent('soak', () => {
     const clients: EchoClient[] = [];
     undo(() => clients.forEach((c) => c.ws.terminate()));
 
+    // Each backend gets its ten clients (through the entry point: /p/<name>/ with its token) as
+    // soon as it is Ready: its grace is short, and a backend left idle while the others start
+    // would be swept, rightly, before the load begins.
     const backends = await pool(
       Array.from({ length: BACKENDS_N }, (_, i) => i),
       10,
@@ -82,14 +85,12 @@ describeWithAgent('soak', () => {
         const created = (await res.json()) as { name: string; url: string };
         const waited = await fetch(`${base}/v1/backends/${created.name}/wait?timeoutSeconds=120`, { headers: auth });
         expect(((await waited.json()) as { phase: string }).phase).toBe('Ready');
+        const sockets = await Promise.all(
+          Array.from({ length: CLIENTS_PER_BACKEND }, () => openWebSocket(created.url.replace(/^http/, 'ws'))),
+        );
+        sockets.forEach((ws, i) => clients.push(new EchoClient(`${created.name}#${i}`, ws)));
         return created;
       },
-    );
-    // Ten clients per backend, through the entry point (/p/<name>/ with the backend's token).
-    await pool(
-      backends.flatMap((b) => Array.from({ length: CLIENTS_PER_BACKEND }, (_, i) => ({ b, i }))),
-      25,
-      async ({ b, i }) => clients.push(new EchoClient(`${b.name}#${i}`, await openWebSocket(b.url.replace(/^http/, 'ws')))),
     );
     expect(clients).toHaveLength(BACKENDS_N * CLIENTS_PER_BACKEND);
 

@@ -1,5 +1,5 @@
 import type { CoreV1Event } from '@kubernetes/client-node';
-import { KubeUnavailableError } from '../../common/src/errors';
+import { KubeApiError, KubeUnavailableError } from '../../common/src/errors';
 import { FakeKubeClient } from '../../common/src/kube/fake-client';
 import { EVENTS } from '../../common/src/kube/resources';
 import { silentLogger } from '../../common/src/logger';
@@ -58,6 +58,39 @@ describe('EventRecorder', () => {
     await recorder.whenIdle();
     expect(kube.all<CoreV1Event>(EVENTS)).toHaveLength(1);
     expect(recorder.known('b.scheduled.1')).toBe(true);
+    await recorder.stop();
+  });
+
+  it('still writes the queued events of a backend deleted meanwhile (its Swept event above all)', async () => {
+    const kube = new FakeKubeClient();
+    kube.failNext('create', new KubeUnavailableError('connection refused'), { plural: 'events' });
+    const recorder = new EventRecorder(kube, silentLogger);
+    recorder.record(event('b.swept.1'));
+    recorder.forget(['b.swept.1']);
+    await waitFor(() => kube.all<CoreV1Event>(EVENTS).length === 1, { description: 'the Swept event after a retry' });
+    await recorder.whenIdle();
+    expect(recorder.known('b.swept.1')).toBe(false);
+    await recorder.stop();
+  });
+
+  it('gives up on an event whose namespace is being terminated', async () => {
+    const kube = new FakeKubeClient();
+    kube.failNext(
+      'create',
+      new KubeApiError(
+        403,
+        'Forbidden',
+        'events "b.ready.1" is forbidden: unable to create new content in namespace ns because it is being terminated',
+      ),
+      { plural: 'events' },
+    );
+    const recorder = new EventRecorder(kube, silentLogger);
+    recorder.record(event('b.ready.1'));
+    await recorder.whenIdle();
+    expect(kube.all<CoreV1Event>(EVENTS)).toHaveLength(0);
+    // Done with, not waiting for a retry: once its backend is forgotten, nothing of it remains.
+    recorder.forget(['b.ready.1']);
+    expect(recorder.known('b.ready.1')).toBe(false);
     await recorder.stop();
   });
 

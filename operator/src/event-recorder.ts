@@ -9,7 +9,7 @@
  * re-emitted after restart, because `known` only answers for Events seen to exist or still queued.
  */
 import type { CoreV1Event } from '@kubernetes/client-node';
-import { isAlreadyExists, isNotFound } from '../../common/src/errors';
+import { isAlreadyExists, isNotFound, KubeApiError } from '../../common/src/errors';
 import { EVENTS } from '../../common/src/kube/resources';
 import type { KubeClient } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
@@ -20,6 +20,8 @@ export class EventRecorder {
   private readonly existing = new Set<string>();
   /** Events handed over and not yet written, by name. */
   private readonly pending = new Map<string, CoreV1Event>();
+  /** Pending Events of deleted backends: written all the same, then not remembered. */
+  private readonly forgotten = new Set<string>();
   private readonly queue: WorkQueue;
 
   constructor(
@@ -55,11 +57,15 @@ export class EventRecorder {
     this.queue.add(name);
   }
 
-  /** The backend is gone: its Events' names may come back with a new backend of the same name. */
+  /**
+   * The backend is gone: stop remembering its Events. Those still queued are written all the same
+   * (a swept backend is deleted at once, and its Swept Event is the one users look for); a new
+   * backend of the same name has another uid, hence other Event names.
+   */
   forget(names: Iterable<string>): void {
     for (const name of names) {
       this.existing.delete(name);
-      if (this.pending.delete(name)) this.queue.forget(name);
+      if (this.pending.has(name)) this.forgotten.add(name);
     }
   }
 
@@ -78,11 +84,14 @@ export class EventRecorder {
     try {
       await this.kube.create(EVENTS, event.metadata?.namespace, event as never);
     } catch (err) {
-      // AlreadyExists: recorded before (a retry, or another operator). NotFound: the namespace is
-      // being deleted, and the Event with it.
-      if (!isAlreadyExists(err) && !isNotFound(err)) throw err;
+      // AlreadyExists: recorded before (a retry, or another operator). NotFound, or Forbidden in a
+      // terminating namespace: the namespace goes, and the Event would go with it.
+      if (!isAlreadyExists(err) && !isNotFound(err) && !isNamespaceTerminating(err)) throw err;
     }
     this.pending.delete(name);
-    this.existing.add(name);
+    if (!this.forgotten.delete(name)) this.existing.add(name);
   }
 }
+
+const isNamespaceTerminating = (err: unknown): boolean =>
+  err instanceof KubeApiError && err.status === 403 && /because it is being terminated/.test(err.message);

@@ -13,63 +13,26 @@ import WebSocket from 'ws';
 import { PODS } from '../common/src/kube/resources';
 import { freePort } from './support/components';
 import { TEST_IMAGE } from './support/backends';
-import {
-  adminClient,
-  createNamespace,
-  deleteNamespace,
-  describeWithAgent,
-  helm,
-  kubectl,
-  ROOT,
-  waitFor,
-} from './support/cluster';
+import { installChart, readyComponentPod, RELEASE, uninstallChart } from './support/chart';
+import { adminClient, createNamespace, describeWithAgent, helm, kubectl, ROOT, waitFor } from './support/cluster';
 
 jest.setTimeout(300_000);
 
 const TOKEN = 'e2e-chart-token-0123456789abcdef';
-const RELEASE = 'spawner';
 
 describeWithAgent('chart', () => {
   let ns = '';
   let apiBase = '';
   const startedAt = Date.now();
 
-  const componentPod = async (component: string): Promise<V1Pod | undefined> => {
-    const pods = await adminClient().list<V1Pod>(PODS, ns, {
-      labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=${component}`,
-    });
-    return pods.items.find((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-  };
+  const componentPod = (component: string): Promise<V1Pod | undefined> => readyComponentPod(ns, component);
 
   beforeAll(async () => {
     ns = await createNamespace('chart');
-    await helm(
-      [
-        'install',
-        RELEASE,
-        join(ROOT, 'chart'),
-        '--namespace',
-        ns,
-        '--set',
-        `api.auth.tokens[0]=${TOKEN}`,
-        '--set',
-        'logLevel=debug',
-        '--set',
-        'operator.replicas=2',
-        '--wait',
-        '--timeout',
-        '180s',
-      ],
-      { timeoutMs: 200_000 },
-    );
-    const api = await waitFor(() => componentPod('api'), { description: 'a ready API pod', timeoutMs: 60_000 });
-    apiBase = `http://${api.status!.podIP}:8080`;
+    apiBase = await installChart(ns, TOKEN, ['logLevel=debug', 'operator.replicas=2']);
   });
 
-  afterAll(async () => {
-    await helm(['uninstall', RELEASE, '--namespace', ns, '--wait'], { allowFail: true });
-    if (ns) await deleteNamespace(ns);
-  });
+  afterAll(() => uninstallChart(ns));
 
   const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 

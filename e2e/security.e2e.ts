@@ -13,17 +13,16 @@ import * as yaml from 'js-yaml';
 import type { SessionLivedBackend } from '../common/src/backend';
 import { BACKENDS, NAMESPACES, PODS } from '../common/src/kube/resources';
 import { TEST_IMAGE } from './support/backends';
+import { installChart, RELEASE, uninstallChart } from './support/chart';
 import {
   adminClient,
   agentInfo,
   containerLogs,
   createNamespace,
-  deleteNamespace,
   describeWithAgent,
   helm,
   ROOT,
   useNamespace,
-  waitFor,
 } from './support/cluster';
 import { startComponent, stopAll, type Component } from './support/components';
 import { openWebSocket, rawRequest, statusOf, upgradeStatus, writeFigures } from './support/faults';
@@ -286,7 +285,6 @@ describeWithAgent('security: API, tokens and logs', () => {
 // ---------------------------------------------------------------------------------------------
 
 const CHART_TOKEN = 'e2e-security-chart-token-0123456789';
-const RELEASE = 'spawner';
 
 /** A NetworkPolicy as the API server returns it (client-node's model renames `from`). */
 interface NetworkPolicy {
@@ -341,31 +339,7 @@ describeWithAgent('security: the chart', () => {
 
   beforeAll(async () => {
     ns = await createNamespace('sec-chart');
-    await helm(
-      [
-        'install',
-        RELEASE,
-        join(ROOT, 'chart'),
-        '--namespace',
-        ns,
-        '--set',
-        `api.auth.tokens[0]=${CHART_TOKEN}`,
-        '--wait',
-        '--timeout',
-        '180s',
-      ],
-      { timeoutMs: 200_000 },
-    );
-    const apiPod = await waitFor(
-      async () =>
-        (
-          await kube.list<V1Pod>(PODS, ns, {
-            labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=api`,
-          })
-        ).items.find((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')),
-      { description: 'a ready API pod', timeoutMs: 60_000 },
-    );
-    apiBase = `http://${apiPod.status!.podIP}:8080`;
+    apiBase = await installChart(ns, CHART_TOKEN);
     // A backend, so that its Pod (with the injected sidecar) can be looked at.
     const res = await fetch(`${apiBase}/v1/backends`, {
       method: 'POST',
@@ -377,10 +351,7 @@ describeWithAgent('security: the chart', () => {
     await fetch(`${apiBase}/v1/backends/${name}/wait?timeoutSeconds=90`, { headers: { authorization: `Bearer ${CHART_TOKEN}` } });
   });
 
-  afterAll(async () => {
-    await helm(['uninstall', RELEASE, '--namespace', ns, '--wait'], { allowFail: true });
-    if (ns) await deleteNamespace(ns);
-  });
+  afterAll(() => uninstallChart(ns));
 
   test('security: every container in the chart, and the sidecar of every backend Pod, runs as non-root with a read-only root and no capabilities', async () => {
     const problems: string[] = [];

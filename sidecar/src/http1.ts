@@ -437,13 +437,8 @@ export class BodyFramer {
   /** Consumes body bytes of `buf[pos, end)`; returns where the body stopped (end when it goes on). */
   advance(buf: Buffer, pos: number, end: number): number {
     if (this.mode === M_LENGTH) {
-      const available = end - pos;
-      if (available < this.remaining) {
-        this.remaining -= available;
-        return end;
-      }
-      pos += this.remaining;
-      this.remaining = 0;
+      pos = this.consume(pos, end);
+      if (this.remaining > 0) return end;
       this.done = true;
       return pos;
     }
@@ -460,17 +455,19 @@ export class BodyFramer {
     return this.done;
   }
 
+  /** Takes up to `remaining` bytes of `[pos, end)`; returns the position after them. */
+  private consume(pos: number, end: number): number {
+    const taken = Math.min(end - pos, this.remaining);
+    this.remaining -= taken;
+    return pos + taken;
+  }
+
   private advanceChunked(buf: Buffer, pos: number, end: number): number {
     while (pos < end) {
       switch (this.state) {
         case C_DATA: {
-          const available = end - pos;
-          if (available < this.remaining) {
-            this.remaining -= available;
-            return end;
-          }
-          pos += this.remaining;
-          this.remaining = 0;
+          pos = this.consume(pos, end);
+          if (this.remaining > 0) return end;
           this.state = C_DATA_CR;
           continue;
         }

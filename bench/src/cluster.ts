@@ -18,6 +18,7 @@ import { HttpKubeClient } from '../../common/src/kube/http-client';
 import { loadKubeConfig } from '../../common/src/kube/kube-config';
 import { NAMESPACES } from '../../common/src/kube/resources';
 import type { KubeClient, KubeObject, ResourceType, WatchHandle } from '../../common/src/kube/types';
+import type { AgentPod } from '../../e2e/node-agent/pod-worker';
 import { dist, freePort, httpGet, ROOT, runToEnd, sleep, startChild, waitUntil, type Child } from './processes';
 
 export const STATE_DIR = process.env.SPAWNER_E2E_DIR ?? '/tmp/spawner-e2e';
@@ -380,19 +381,6 @@ export async function pool(n: number, concurrency: number, task: (i: number) => 
 }
 
 /** The node agent's view of the pods of a namespace (process timings). */
-export interface AgentContainer {
-  name: string;
-  spawnedAt?: string;
-  readyAt?: string;
-}
-export interface AgentPod {
-  namespace: string;
-  name: string;
-  seenAt: string;
-  readyAt?: string;
-  containers: AgentContainer[];
-}
-
 export async function agentPods(session: ClusterSession, namespace?: string): Promise<AgentPod[]> {
   const { body } = await httpGet(`${session.agent.url}/pods`, 30_000);
   const pods = (JSON.parse(body) as { pods: AgentPod[] }).pods;

@@ -60,6 +60,33 @@ export interface ContainerTiming {
   startMs?: { config: number; cgroup: number; spawn: number };
 }
 
+/** One container on /pods: the e2e suite and the benchmarks read these. */
+export interface AgentContainer extends ContainerTiming {
+  name: string;
+  image?: string;
+  state: 'waiting' | 'running' | 'terminated';
+  ready: boolean;
+  restartCount: number;
+  logPath: string;
+}
+
+/** One pod on /pods. */
+export interface AgentPod {
+  namespace: string;
+  name: string;
+  uid: string;
+  phase: string;
+  podIP?: string;
+  netns?: string;
+  netnsSetupMs?: number;
+  seenAt: string;
+  sandboxReadyAt?: string;
+  readyAt?: string;
+  statusWrites: number;
+  initContainers: AgentContainer[];
+  containers: AgentContainer[];
+}
+
 type Terminated = NonNullable<ContainerStateJson['terminated']>;
 
 type RunResult =
@@ -641,12 +668,12 @@ export class PodWorker {
   }
 
   /** For /pods: what runs, with timings and pids. */
-  describe(): Record<string, unknown> {
-    const containers = (list: Container[]): Array<Record<string, unknown>> =>
+  describe(): AgentPod {
+    const containers = (list: Container[]): AgentContainer[] =>
       list.map((c) => ({
         name: c.spec.name,
         image: c.spec.image,
-        state: Object.keys(c.view.state)[0],
+        state: Object.keys(c.view.state)[0] as AgentContainer['state'],
         ready: c.view.ready,
         restartCount: c.view.restartCount,
         ...c.timing,
@@ -661,8 +688,8 @@ export class PodWorker {
       netns: this.sandbox?.netns,
       netnsSetupMs: this.sandbox?.setupMs,
       seenAt: iso(this.seenAt),
-      sandboxReadyAt: this.sandboxReadyAt && iso(this.sandboxReadyAt),
-      readyAt: this.readyAt && iso(this.readyAt),
+      sandboxReadyAt: this.sandboxReadyAt !== undefined ? iso(this.sandboxReadyAt) : undefined,
+      readyAt: this.readyAt !== undefined ? iso(this.readyAt) : undefined,
       statusWrites: this.writes,
       initContainers: containers(this.inits),
       containers: containers(this.containers),

@@ -208,37 +208,9 @@ export function httpGet(url: string, timeoutMs = 5_000): Promise<{ status: numbe
   });
 }
 
-export interface AgentContainer {
-  name: string;
-  image: string;
-  state: 'waiting' | 'running' | 'terminated';
-  ready: boolean;
-  restartCount: number;
-  pid?: number;
-  spawnedAt?: string;
-  firstSpawnedAt?: string;
-  readyAt?: string;
-  firstReadyAt?: string;
-  exitedAt?: string;
-  exitCode?: number;
-  logPath: string;
-}
+import type { AgentPod } from '../node-agent/pod-worker';
 
-export interface AgentPod {
-  namespace: string;
-  name: string;
-  uid: string;
-  phase: string;
-  podIP?: string;
-  netns?: string;
-  netnsSetupMs?: number;
-  seenAt: string;
-  sandboxReadyAt?: string;
-  readyAt?: string;
-  statusWrites: number;
-  initContainers: AgentContainer[];
-  containers: AgentContainer[];
-}
+export type { AgentContainer, AgentPod } from '../node-agent/pod-worker';
 
 function agentUrl(path: string): string {
   const info = agentInfo();

@@ -67,8 +67,8 @@ export class Reconciler {
   constructor(
     private readonly kube: KubeClient,
     private readonly cache: ObjectCache,
-    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity'> &
-      Parameters<typeof buildPod>[1] & { headlessServices?: boolean },
+    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity' | 'headlessServices'> &
+      Parameters<typeof buildPod>[1],
     private readonly metrics: OperatorMetrics,
     private readonly logger: Logger,
     private readonly now: () => Date = () => new Date(),

@@ -2,6 +2,9 @@
  * Structured JSON logs, one object per line on stdout, so that any log pipeline (Loki, Cloud
  * Logging, `kubectl logs | jq`) can read them. Secrets never go through here: callers log names
  * and hashes, not tokens.
+ *
+ * An Error given as a field keeps its stack trace and its `cause` chain: callers pass the error
+ * itself (`{ error: err }`), not its message.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -19,9 +22,22 @@ export interface Logger {
 
 export type LogSink = (line: string) => void;
 
-function errorFields(value: unknown): unknown {
-  if (value instanceof Error) return { name: value.name, message: value.message };
-  return value;
+const MAX_CAUSES = 5;
+
+/** An Error as JSON: name, message, its primitive own fields (status, reason, code), stack, cause. */
+function errorFields(value: unknown, depth = 0): unknown {
+  if (!(value instanceof Error)) return value;
+  const out: LogFields = { name: value.name, message: value.message };
+  for (const [k, v] of Object.entries(value)) {
+    if (k !== 'name' && k !== 'message' && (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) {
+      out[k] = v;
+    }
+  }
+  if (value.stack) out.stack = value.stack;
+  if (value.cause !== undefined) {
+    out.cause = depth < MAX_CAUSES ? errorFields(value.cause, depth + 1) : String(value.cause);
+  }
+  return out;
 }
 
 export function createLogger(

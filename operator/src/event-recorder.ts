@@ -35,7 +35,7 @@ export class EventRecorder {
         logger[attempt >= 3 ? 'warn' : 'debug']('could not record an event; retrying', {
           event: name,
           attempt,
-          error: String(err),
+          error: err,
         }),
     });
   }

@@ -10,7 +10,7 @@ import Operator, { ResourceEventType, type ResourceEvent } from '@dot-i/k8s-oper
 import type { KubeConfig, V1Pod, V1Service } from '@kubernetes/client-node';
 import type { SessionLivedBackend } from '../../common/src/backend';
 import { GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION } from '../../common/src/constants';
-import { errorMessage, isTransient } from '../../common/src/errors';
+import { isTransient } from '../../common/src/errors';
 import { Informer } from '../../common/src/kube/informer';
 import { BACKENDS, objectKey, PODS, SERVICES } from '../../common/src/kube/resources';
 import type { KubeClient, KubeObject, ResourceType } from '../../common/src/kube/types';
@@ -53,7 +53,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
         const kind = isTransient(err) ? 'transient' : 'permanent';
         metrics.reconcileErrors.inc({ kind });
         const level = attempt >= 3 || kind === 'permanent' ? 'warn' : 'debug';
-        log[level]('reconcile failed; retrying with backoff', { backend: key, attempt, kind, error: errorMessage(err) });
+        log[level]('reconcile failed; retrying with backoff', { backend: key, attempt, kind, error: err });
       },
       onStart: (_key, waited) => metrics.queueWait.observe(waited),
       onProcessed: (_key, seconds, ok) => metrics.reconcileDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
@@ -94,7 +94,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
         kind: object.kind ?? type.kind,
       };
       onEvent({ meta, type: eventType, object: object as never }).catch((err: unknown) =>
-        this.log.error('event handler failed', { resource: plural, error: errorMessage(err) }),
+        this.log.error('event handler failed', { resource: plural, error: err }),
       );
     };
     const informer = new Informer<KubeObject>(
@@ -173,7 +173,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
       await this.reconciler
         .loadEmittedEvents(ns)
         .catch((err: unknown) =>
-          this.log.warn('could not list existing events; some may be created again', { namespace: ns, error: errorMessage(err) }),
+          this.log.warn('could not list existing events; some may be created again', { namespace: ns, error: err }),
         );
     }
     this.active = true;

@@ -153,7 +153,7 @@ export class Relay implements DataPath {
       this.server.listen(port, host, () => {
         this.server.removeListener('error', reject);
         // Accept errors (EMFILE...) are not fatal: the server keeps listening.
-        this.server.on('error', (err) => this.deps.logger.warn('accept failed', { error: err.message }));
+        this.server.on('error', (err) => this.deps.logger.warn('accept failed', { error: err }));
         this.ticker = setInterval(() => this.onTick(), this.deps.tickMs ?? TICK_MS);
         this.ticker.unref();
         resolve();

@@ -6,7 +6,6 @@
  * up (level-triggered: handlers get objects, never diffs).
  */
 import { backoffDelay, sleep } from '../backoff';
-import { errorMessage } from '../errors';
 import type { Logger } from '../logger';
 import { objectKey } from './resources';
 import type { KubeClient, KubeObject, ResourceType, WatchHandle } from './types';
@@ -169,7 +168,7 @@ export class Informer<T extends KubeObject> {
         const delay = backoffDelay(failures++, 250, 10_000);
         this.logger.warn('watch failed; relisting after backoff', {
           resource: this.type.plural,
-          error: errorMessage(err),
+          error: err,
           retryInMs: delay,
         });
         await sleep(delay, this.abort.signal);

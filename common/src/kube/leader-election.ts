@@ -2,12 +2,18 @@
  * Leader election on a coordination.k8s.io Lease, as client-go's leaderelection does it: the
  * holder renews every `renewMs`; others take over once `leaseDurationSeconds` passed without a
  * renewal. Every write carries the resourceVersion it was based on, so two candidates can never
- * both win the same round. A leader that fails to renew before its lease runs out steps down
- * (`onStoppedLeading`) rather than keep acting on a lease someone else may now hold.
+ * both win the same round.
+ *
+ * Losing is noticed promptly, and always before anyone else can take over: the leader steps down
+ * (`onStoppedLeading`) as soon as a renewal finds another holder (or loses a write race on the
+ * Lease), and, whatever its requests are doing, once `renewDeadlineMs` passed since the last
+ * successful renewal. The deadline is shorter than the lease, so a leader cut off from the API
+ * server stops before the others may consider the lease expired. What stopping means is the
+ * caller's business; the operator exits (docs/adr/0007-fenced-leadership.md).
  */
 import type { V1Lease } from '@kubernetes/client-node';
 import { sleep } from '../backoff';
-import { errorMessage, isAlreadyExists, isConflict } from '../errors';
+import { isAlreadyExists, isConflict } from '../errors';
 import type { Logger } from '../logger';
 import { LEASES } from './resources';
 import type { KubeClient } from './types';
@@ -16,8 +22,16 @@ export interface LeaderElectionOptions {
   namespace: string;
   name: string;
   identity: string;
+  /** How long others wait after the last renewal before taking over (15 s, as client-go). */
   leaseDurationSeconds?: number;
+  /** The leader steps down when it could not renew for this long (2/3 of the lease: 10 s). */
+  renewDeadlineMs?: number;
+  /**
+   * How often the leader renews (1 s): also how long it may go on after someone overwrote the
+   * Lease. client-go renews every 2 s; one GET and one PATCH a second from the leader is cheap.
+   */
   renewMs?: number;
+  /** How often a candidate tries to acquire (2 s). */
   retryMs?: number;
   onStartedLeading: () => void;
   onStoppedLeading: () => void;
@@ -29,12 +43,28 @@ export class LeaderElector {
   private leading = false;
   private readonly abort = new AbortController();
   private loop?: Promise<void>;
+  /** Fires `renewDeadlineMs` after the last successful renewal, whatever the requests are doing. */
+  private deadline?: NodeJS.Timeout;
+  private readonly durationSeconds: number;
+  private readonly renewDeadlineMs: number;
+  private readonly renewMs: number;
+  private readonly retryMs: number;
 
   constructor(
     private readonly kube: KubeClient,
     private readonly opts: LeaderElectionOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.durationSeconds = opts.leaseDurationSeconds ?? 15;
+    this.renewDeadlineMs = opts.renewDeadlineMs ?? Math.round((this.durationSeconds * 1000 * 2) / 3);
+    this.renewMs = opts.renewMs ?? Math.min(1000, Math.round(this.renewDeadlineMs / 3));
+    this.retryMs = opts.retryMs ?? 2000;
+    if (!(this.renewDeadlineMs < this.durationSeconds * 1000 && this.renewMs < this.renewDeadlineMs)) {
+      throw new Error(
+        `leader election needs renewMs < renewDeadlineMs < leaseDurationSeconds (got ${this.renewMs} ms, ${this.renewDeadlineMs} ms, ${this.durationSeconds} s)`,
+      );
+    }
+  }
 
   get isLeader(): boolean {
     return this.leading;
@@ -54,35 +84,51 @@ export class LeaderElector {
     }
   }
 
-  private setLeading(value: boolean): void {
+  private setLeading(value: boolean, reason?: string): void {
+    if (!value) clearTimeout(this.deadline);
     if (value === this.leading) return;
     this.leading = value;
-    this.logger.info(value ? 'became leader' : 'stopped leading', { lease: this.opts.name, identity: this.opts.identity });
+    const fields = { lease: this.opts.name, identity: this.opts.identity };
+    if (value) this.logger.info('became leader', fields);
+    else if (reason) this.logger.warn('lost the lease', { ...fields, reason });
+    else this.logger.info('stopped leading', fields);
     if (value) this.opts.onStartedLeading();
     else this.opts.onStoppedLeading();
   }
 
+  /** (Re)arms the deadline from the time the successful renewal was sent. */
+  private renewed(sentAt: number): void {
+    clearTimeout(this.deadline);
+    this.deadline = setTimeout(
+      () => this.setLeading(false, `not renewed within ${this.renewDeadlineMs} ms`),
+      Math.max(0, sentAt + this.renewDeadlineMs - Date.now()),
+    );
+    this.deadline.unref?.();
+  }
+
   private async run(): Promise<void> {
-    const duration = this.opts.leaseDurationSeconds ?? 15;
-    const renewMs = this.opts.renewMs ?? 5000;
-    const retryMs = this.opts.retryMs ?? 2000;
-    let lastRenew = 0;
     while (!this.abort.signal.aborted) {
+      const sentAt = Date.now();
       try {
-        const ok = await this.tryAcquireOrRenew(duration);
-        if (ok) lastRenew = Date.now();
-        this.setLeading(ok);
+        const ok = await this.tryAcquireOrRenew(this.durationSeconds, new Date(sentAt));
+        if (!ok) this.setLeading(false, 'the lease is held by another candidate');
+        else if (Date.now() - sentAt >= this.renewDeadlineMs) {
+          // The write went through, but too late to count: the deadline has passed (and fired).
+          this.logger.warn('lease renewal answered after the renew deadline', { ms: Date.now() - sentAt });
+        } else {
+          this.setLeading(true);
+          this.renewed(sentAt);
+        }
       } catch (err) {
-        this.logger.warn('lease update failed', { error: errorMessage(err) });
-        if (this.leading && Date.now() - lastRenew > duration * 1000) this.setLeading(false);
+        // Leading or not, nothing changes until the deadline: the next attempt may succeed.
+        this.logger.warn('lease update failed', { error: err, leading: this.leading });
       }
-      await sleep(this.leading ? renewMs : retryMs, this.abort.signal);
+      await sleep(this.leading ? this.renewMs : this.retryMs, this.abort.signal);
     }
   }
 
-  private async tryAcquireOrRenew(duration: number): Promise<boolean> {
+  private async tryAcquireOrRenew(duration: number, now: Date): Promise<boolean> {
     const { namespace, name, identity } = this.opts;
-    const now = new Date();
     const lease = await this.kube.get<V1Lease>(LEASES, namespace, name);
     if (!lease) {
       try {
@@ -108,6 +154,8 @@ export class LeaderElector {
     const holder = spec.holderIdentity;
     const renewed = spec.renewTime ? new Date(spec.renewTime as unknown as string).getTime() : 0;
     const expired = renewed + (spec.leaseDurationSeconds ?? duration) * 1000 < now.getTime();
+    // While leading, any other holder (even on a lease that looks expired) means we lost it.
+    if (this.leading && holder !== identity) return false;
     if (holder && holder !== identity && !expired) return false;
     const takeover = holder !== identity;
     try {

@@ -7,7 +7,8 @@
 #   HELM_VERSION  (default v3.22.0)  helm
 #   SPAWNER_CACHE (default ~/.cache/spawner)
 #
-# Prints the binary directory on its last line.
+# Prints the binary directory on its last line. With --check it builds nothing and exits 1 when a
+# binary is missing. Concurrent runs (npm test in two checkouts) take turns on $CACHE/build.lock.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
@@ -16,11 +17,20 @@ CACHE="${SPAWNER_CACHE:-$HOME/.cache/spawner}"
 BIN="$CACHE/bin/kube-$KUBE_VERSION-helm-$HELM_VERSION"
 WANT=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd helm)
 
-log() { printf '[build-binaries] %s\n' "$*" >&2; }
+log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '[build-binaries] error: %s\n' "$*" >&2; exit 1; }
 
 have_all() { for b in "${WANT[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
 if have_all; then log "cached in $BIN"; echo "$BIN"; exit 0; fi
+[ "${1:-}" = --check ] && { log "not built yet: $BIN"; exit 1; }
+
+mkdir -p "$CACHE"
+exec 8>"$CACHE/build.lock"
+if ! flock -n 8; then
+  log "waiting for another build of the binaries to finish (lock $CACHE/build.lock)"
+  flock 8
+  if have_all; then log "built meanwhile in $BIN"; echo "$BIN"; exit 0; fi
+fi
 
 command -v go >/dev/null || die "Go is not installed (needed to build the Kubernetes binaries); install Go >= 1.26"
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod

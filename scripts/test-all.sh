@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The README's test command: build, static checks, unit tests, then the e2e suite against a real
-# control plane (built and started by e2e/run.sh). Reports go to reports/.
+# The README's test command: install what the tests need when it is missing (Debian packages,
+# schemathesis, the Go-built Kubernetes binaries: scripts/install-test-deps.sh, which stops with the
+# commands to run when it cannot), then build, static checks, unit tests, and the e2e suite against
+# a real control plane (started by e2e/run.sh). Reports go to reports/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p reports
-echo "== build"; npm run --silent build
-echo "== typecheck"; npm run --silent typecheck
-echo "== lint"; npm run --silent lint
-echo "== unit tests"
+step() { printf '== %s [%s]\n' "$*" "$(date +%H:%M:%S)"; }
+step "test dependencies"; bash scripts/install-test-deps.sh
+step "build"; npm run --silent build
+step "typecheck"; npm run --silent typecheck
+step "lint"; npm run --silent lint
+step "unit tests"
 JEST_JUNIT_OUTPUT_NAME=unit.xml npx jest --selectProjects unit --json --outputFile=reports/unit.json "$@"
-echo "== e2e tests"
+step "e2e tests"
 bash e2e/run.sh --json --outputFile=reports/e2e.json
+step "done"

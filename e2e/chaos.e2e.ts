@@ -10,7 +10,8 @@
  */
 import { freemem } from 'node:os';
 import type { CoreV1Event, V1Pod, V1Service } from '@kubernetes/client-node';
-import { isTerminal, phaseOf, type SessionLivedBackend } from '../common/src/backend';
+import { type SessionLivedBackend } from '../common/src/backend';
+import { isTerminal, phaseOf } from '../common/src/lifecycle';
 import { BACKENDS, EVENTS, PODS, SERVICES } from '../common/src/kube/resources';
 import { backendManifest, phaseIs, TEST_IMAGE, waitBackend } from './support/backends';
 import {

@@ -8,7 +8,7 @@
  * SPAWNER_SOAK_SECONDS sets the duration (default 180: "several minutes" within CI's budget).
  */
 import type { SessionLivedBackend } from '../common/src/backend';
-import { phaseOf } from '../common/src/backend';
+import { phaseOf } from '../common/src/lifecycle';
 import { BACKENDS } from '../common/src/kube/resources';
 import { TEST_IMAGE } from './support/backends';
 import { adminClient, agentInfo, containerPid, describeWithAgent, useNamespace } from './support/cluster';

@@ -5,7 +5,8 @@
  * with a tolerance of a few seconds (the machine is shared).
  */
 import WebSocket from 'ws';
-import { phaseOf, type SessionLivedBackend } from '../common/src/backend';
+import { type SessionLivedBackend } from '../common/src/backend';
+import { phaseOf } from '../common/src/lifecycle';
 import { BACKENDS } from '../common/src/kube/resources';
 import { backendManifest, phaseIs, waitBackend } from './support/backends';
 import { adminClient, agentInfo, describeWithAgent, httpGet, useNamespace, waitFor } from './support/cluster';

@@ -4,7 +4,8 @@
  * browser can poll them without the API's bearer token.
  */
 import type { IncomingMessage } from 'node:http';
-import { phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf } from '../../common/src/lifecycle';
 import { ANNOTATION_KEY } from '../../common/src/constants';
 import type { Backend, SpawnResponse } from '../client/types';
 import type { ApiConfig } from './config';

@@ -11,9 +11,10 @@
  * visible until the informer reports it, a deleted incarnation (by uid) is hidden until the
  * informer confirms the deletion.
  */
-import { isTerminal, phaseOf, transitionStatus, type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, phaseOf, writeTransition } from '../../common/src/lifecycle';
 import { FIELD_MANAGER, SIDECAR_SERVE_PORT } from '../../common/src/constants';
-import { isAlreadyExists, isConflict, isNotFound } from '../../common/src/errors';
+import { isAlreadyExists } from '../../common/src/errors';
 import { Informer } from '../../common/src/kube/informer';
 import { BACKENDS } from '../../common/src/kube/resources';
 import { matchesSelector, type Requirement } from '../../common/src/kube/selectors';
@@ -44,8 +45,6 @@ interface Remembered {
   obj: SessionLivedBackend;
   expires: number;
 }
-
-const STATUS_PATCH_ATTEMPTS = 3;
 
 export class KubeBackendStore implements BackendStore {
   readonly namespace: string;
@@ -124,29 +123,18 @@ export class KubeBackendStore implements BackendStore {
     let current = await client.get<SessionLivedBackend>(BACKENDS, this.namespace, name);
     if (!current || (opts.uid && current.metadata.uid !== opts.uid)) return undefined;
     let recorded = false;
-    if (opts.reason) {
+    if (opts.reason && !isTerminal(phaseOf(current))) {
       // Record why it ended before it disappears: status streams and the operator read it there.
-      for (let attempt = 0; attempt < STATUS_PATCH_ATTEMPTS && !isTerminal(phaseOf(current)); attempt++) {
-        const status = transitionStatus(current, { phase: 'Swept', reason: opts.reason, message: opts.message }, this.now());
-        if (!status) break;
-        try {
-          current = await client.patch<SessionLivedBackend>(
-            BACKENDS,
-            this.namespace,
-            name,
-            { metadata: { resourceVersion: current.metadata.resourceVersion }, status },
-            'merge',
-            { subresource: 'status', fieldManager: FIELD_MANAGER },
-          );
-          recorded = true;
-        } catch (err) {
-          if (isNotFound(err)) return undefined;
-          if (!isConflict(err)) throw err;
-          const again = await client.get<SessionLivedBackend>(BACKENDS, this.namespace, name);
-          if (!again || again.metadata.uid !== current.metadata.uid) return undefined;
-          current = again;
-        }
-      }
+      const outcome = await writeTransition(
+        client,
+        'api',
+        current,
+        { phase: 'Swept', reason: opts.reason, message: opts.message },
+        { now: () => this.now() },
+      );
+      if (outcome.kind === 'gone') return undefined;
+      current = outcome.backend;
+      recorded = outcome.kind === 'written';
     }
     const uid = current.metadata.uid;
     const deleted = await client.delete(BACKENDS, this.namespace, name, { uid, propagationPolicy: 'Background' });

@@ -6,14 +6,8 @@
  * that concurrency tests really interleave.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  isTerminal,
-  phaseOf,
-  transitionStatus,
-  type Phase,
-  type SessionLivedBackend,
-  type Transition,
-} from '../../common/src/backend';
+import { type Phase, type SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, phaseOf, planTransition, type Transition, type Writer } from '../../common/src/lifecycle';
 import { SIDECAR_SERVE_PORT } from '../../common/src/constants';
 import { matchesSelector, type Requirement } from '../../common/src/kube/selectors';
 import { validateSpec } from '../../crd-schemas/src/validators';
@@ -105,7 +99,7 @@ export class MemoryBackendStore implements BackendStore {
     if (!current) return undefined;
     if (opts.uid && current.metadata.uid !== opts.uid) return undefined;
     if (opts.reason && !isTerminal(phaseOf(current))) {
-      this.transition(name, { phase: 'Swept', reason: opts.reason, message: opts.message });
+      this.transition(name, { phase: 'Swept', reason: opts.reason, message: opts.message }, 'api');
     }
     const last = this.items.get(name) as SessionLivedBackend;
     this.items.delete(name);
@@ -138,12 +132,13 @@ export class MemoryBackendStore implements BackendStore {
 
   // ---- test and local-mode helpers: what the operator and the sweeper do in a cluster ----
 
-  /** Moves a backend forward as the operator would (forward-only; returns false if not allowed). */
-  transition(name: string, t: Transition): boolean {
+  /** Moves a backend through the transition module, as `writer` (by default the operator); false if refused. */
+  transition(name: string, t: Transition, writer: Writer = 'operator'): boolean {
     const current = this.items.get(name);
     if (!current) return false;
-    const status = transitionStatus(current, t, this.now());
-    if (!status) return false;
+    const verdict = planTransition(current, t, writer, this.now());
+    if (!verdict.ok) return false;
+    const status = verdict.status;
     this.items.set(name, { ...current, status, metadata: { ...current.metadata, resourceVersion: String(++this.rv) } });
     this.notify(name);
     return true;

@@ -14,7 +14,8 @@
  * spawner_reconcile_duration_seconds_count reaches the number of backends and
  * spawner_operator_queue_depth is 0), with the writes it made meanwhile.
  */
-import { phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf } from '../../common/src/lifecycle';
 import { BACKENDS } from '../../common/src/kube/resources';
 import {
   apiServerMetrics,

@@ -13,7 +13,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { newBackend, PHASES, phaseOf, type Phase, type SessionLivedBackend } from '../../common/src/backend';
+import { newBackend, type Phase, type SessionLivedBackend } from '../../common/src/backend';
+import { PHASES, phaseOf } from '../../common/src/lifecycle';
 import { ANNOTATION_TOKEN_HASH, SIDECAR_CONTAINER } from '../../common/src/constants';
 import { BACKENDS, EVENTS, PODS, SERVICES } from '../../common/src/kube/resources';
 import { loadOperatorConfig } from '../../operator/src/config';

@@ -17,8 +17,9 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { phaseOf, transitionStatus, type SessionLivedBackend } from '../../common/src/backend';
-import { FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf, writeTransition } from '../../common/src/lifecycle';
+import { LABEL_SPAWNER_GROUP } from '../../common/src/constants';
 import { BACKENDS } from '../../common/src/kube/resources';
 import {
   createNamespace,
@@ -110,14 +111,9 @@ async function round(session: ClusterSession, opts: SweeperScaleOptions, r: numb
         metadata: { name: names[i], namespace: ns, labels: { [LABEL_SPAWNER_GROUP]: NODE } },
         spec: { template: { containers: [{ name: 'app', image: TEST_IMAGE }] }, gracePeriodSeconds: graces[i] },
       });
-      const status = transitionStatus(
-        created,
-        { phase: 'Ready', fields: { podIP: loopbackAddress(i), nodeName: NODE, port: 9090 } },
-        new Date(),
-      );
-      await session.kube.patch(BACKENDS, ns, names[i], { status }, 'merge', {
-        subresource: 'status',
-        fieldManager: FIELD_MANAGER,
+      await writeTransition(session.kube, 'operator', created, {
+        phase: 'Ready',
+        fields: { podIP: loopbackAddress(i), nodeName: NODE, port: 9090 },
       });
     });
     process.stdout.write(`sweeper-scale round ${r + 1}: ${n} Ready backends written in ${fmt((Date.now() - t0) / 1000, 1)} s\n`);

@@ -40,6 +40,8 @@ export const SIDECAR_ADMIN_PORT = 9091;
 export const DEFAULT_HTTP_PORT = 8080;
 export const DEFAULT_GRACE_PERIOD_SECONDS = 300;
 export const DEFAULT_STARTUP_TIMEOUT_SECONDS = 300;
+/** How long a Failed backend is kept for users to look at before it is deleted (operator and local mode). */
+export const DEFAULT_FAILED_RETENTION_SECONDS = 600;
 
 /** Env var carrying the sidecar's connection-token hash into the sidecar container. */
 export const ENV_SIDECAR_TOKEN_HASH = 'SPAWNER_TOKEN_SHA256';

@@ -38,7 +38,7 @@ template: BackendPodTemplate
  */
 httpPort?: number
 /**
- * How long the backend may stay idle (no open WebSocket, no request) before it is swept.
+ * How long the backend may stay idle (no open WebSocket, no request) before it is swept, counted from the moment it was first Ready.
  */
 gracePeriodSeconds?: number
 /**
@@ -46,7 +46,7 @@ gracePeriodSeconds?: number
  */
 maxLifetimeSeconds?: number
 /**
- * The backend is Failed (StartupTimeout) if it is not Ready this long after creation.
+ * The backend is Failed (StartupTimeout) if it has not been Ready this long after creation. It bounds the start only: once Ready, a later readiness loss never fails it.
  */
 startupTimeoutSeconds?: number
 }
@@ -142,7 +142,7 @@ requests?: {
 export interface SessionLivedBackendStatus {
 phase?: Phase
 /**
- * Why the backend reached a terminal phase (IdleTimeout, ContainerExited, ...).
+ * Why the backend reached a terminal phase (IdleTimeout, Completed, ContainerExited, ...).
  */
 reason?: string
 message?: string
@@ -172,10 +172,19 @@ podIP?: string
  */
 exitCode?: number
 observedGeneration?: number
+/**
+ * The backend's current state, as the Kubernetes API conventions mean conditions: `Ready` is True exactly while the phase is Ready (so `kubectl wait --for=condition=Ready` tells the truth), `Terminated` is True once the backend is Swept or Failed, with its reason.
+ */
 conditions?: Condition[]
+/**
+ * The phases the backend reached, oldest first, each with the time it was reached (and the reason, for a terminal phase): the history the status streams replay and the Failed retention counts from. At most one entry per phase.
+ * 
+ * @maxItems 16
+ */
+transitions?: PhaseTransition[]
 }
 /**
- * One condition per phase the backend reached, with the time it was reached; the status stream replays them in order.
+ * One aspect of the backend's current state (Ready, Terminated), with the time its status last changed.
  * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
  * via the `definition` "Condition".
@@ -187,4 +196,14 @@ reason?: string
 message?: string
 lastTransitionTime: string
 observedGeneration?: number
+}
+/**
+ * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
+ * via the `definition` "PhaseTransition".
+ */
+export interface PhaseTransition {
+phase: Phase
+time: string
+reason?: string
+message?: string
 }

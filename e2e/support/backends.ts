@@ -1,5 +1,6 @@
 /** Backend manifests and waits shared by the e2e tests. */
-import { phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf } from '../../common/src/lifecycle';
 import { BACKENDS } from '../../common/src/kube/resources';
 import { adminClient, waitFor } from './cluster';
 

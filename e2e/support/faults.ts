@@ -8,7 +8,8 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { V1Pod } from '@kubernetes/client-node';
-import { phaseOf, type Phase, type SessionLivedBackend } from '../../common/src/backend';
+import { type Phase, type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf } from '../../common/src/lifecycle';
 import { BACKENDS, PODS } from '../../common/src/kube/resources';
 import { adminClient, ROOT, runCommand } from './cluster';
 

@@ -9,7 +9,8 @@
  * the backend reaches a terminal phase or is deleted.
  */
 import { resolve } from 'node:path';
-import { Reasons, type SessionLivedBackend, type Transition } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { Reasons, type Transition } from '../../common/src/lifecycle';
 import { ANNOTATION_TOKEN_HASH, DEFAULT_GRACE_PERIOD_SECONDS, DEFAULT_STARTUP_TIMEOUT_SECONDS } from '../../common/src/constants';
 import { errorMessage } from '../../common/src/errors';
 import type { Logger } from '../../common/src/logger';

@@ -12,14 +12,8 @@
  * - kubelet and sweeper: BackendRun.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  isTerminal,
-  phaseOf,
-  transitionStatus,
-  type Phase,
-  type SessionLivedBackend,
-  type Transition,
-} from '../../common/src/backend';
+import { type Phase, type SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, phaseOf, planTransition, type Transition } from '../../common/src/lifecycle';
 import { ANNOTATION_KEY, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
 import { matchesSelector, type Requirement } from '../../common/src/kube/selectors';
 import type { Logger } from '../../common/src/logger';
@@ -237,8 +231,9 @@ export class LocalBackendStore implements BackendStore {
   private update(name: string, uid: string, t: Transition): boolean {
     const current = this.items.get(name);
     if (!current || current.metadata.uid !== uid) return false;
-    const status = transitionStatus(current, t, new Date());
-    if (!status) return false;
+    const verdict = planTransition(current, t, 'operator', new Date());
+    if (!verdict.ok) return false;
+    const status = verdict.status;
     const metadata = { ...current.metadata, resourceVersion: String(++this.rv) };
     // The operator labels a scheduled backend with its node, so sweepers can select theirs.
     if (t.fields?.nodeName) metadata.labels = { ...(metadata.labels ?? {}), [LABEL_SPAWNER_GROUP]: t.fields.nodeName };

@@ -3,7 +3,8 @@
  * through on this machine, and that each terminal phase leaves nothing running.
  */
 import * as net from 'node:net';
-import { newBackend, phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+import { newBackend, type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf } from '../../common/src/lifecycle';
 import { ANNOTATION_TOKEN_HASH, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
 import { memoryLogger } from '../../common/src/logger';
 import { waitFor } from '../../common/src/testing/wait-for';

@@ -1,5 +1,6 @@
 import { loadConfig, type ConfigSpec } from '../../common/src/config';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
+import { DEFAULT_FAILED_RETENTION_SECONDS } from '../../common/src/constants';
 
 export interface OperatorConfig {
   namespaces: string[];
@@ -79,7 +80,7 @@ export const operatorConfigSpec: ConfigSpec = {
         type: 'integer',
         description: 'How long a Failed backend is kept (for inspection) before it is deleted.',
         minimum: 0,
-        default: 600,
+        default: DEFAULT_FAILED_RETENTION_SECONDS,
       },
       headlessServices: {
         type: 'boolean',

@@ -3,16 +3,8 @@
  * what should be done. No I/O here, so every branch is unit-tested with plain objects.
  */
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
-import {
-  isTerminal,
-  phaseOf,
-  PHASES,
-  Reasons,
-  type Phase,
-  type SessionLivedBackend,
-  type SessionLivedBackendStatus,
-  type Transition,
-} from '../../common/src/backend';
+import type { Phase, SessionLivedBackend, SessionLivedBackendStatus } from '../../common/src/backend';
+import { isTerminal, phaseOf, phaseRank, phaseTime, Reasons, wasReady, type Transition } from '../../common/src/lifecycle';
 import { DEFAULT_STARTUP_TIMEOUT_SECONDS, LABEL_SPAWNER_GROUP, SIDECAR_SERVE_PORT } from '../../common/src/constants';
 import { serviceUrl, specProblems } from './desired-state';
 import { observePod } from './observe-pod';
@@ -44,18 +36,16 @@ export interface DecideInput {
   failedRetentionMs: number;
 }
 
-const RANK = Object.fromEntries(PHASES.map((p, i) => [p, Math.min(i, 5)])) as Record<Phase, number>;
 const time = (v: unknown): number => new Date(v as string).getTime();
 const ownedBy = (obj: { metadata?: { ownerReferences?: Array<{ uid: string }> } } | undefined, uid?: string): boolean =>
   !!obj?.metadata?.ownerReferences?.some((r) => r.uid === uid);
 
-function conditionTime(backend: SessionLivedBackend, type: Phase): number | undefined {
-  const c = backend.status?.conditions?.find((x) => x.type === type);
-  return c ? time(c.lastTransitionTime) : undefined;
-}
-
 function fail(reason: string, message: string, fields?: Partial<SessionLivedBackendStatus>): Action {
   return { kind: 'transition', transition: { phase: 'Failed', reason, message, fields } };
+}
+
+function sweep(reason: string, message: string, fields?: Partial<SessionLivedBackendStatus>): Action {
+  return { kind: 'transition', transition: { phase: 'Swept', reason, message, fields } };
 }
 
 function decideTerminal(input: DecideInput, phase: Phase): Plan {
@@ -64,7 +54,7 @@ function decideTerminal(input: DecideInput, phase: Phase): Plan {
   // Failed: nothing of it keeps running, but the resource stays a while so users can look.
   const actions: Action[] = [];
   if (ownedBy(pod, backend.metadata.uid) || ownedBy(service, backend.metadata.uid)) actions.push({ kind: 'deleteChildren' });
-  const failedAt = conditionTime(backend, 'Failed') ?? now.getTime();
+  const failedAt = phaseTime(backend, 'Failed') ?? now.getTime();
   const remaining = failedAt + failedRetentionMs - now.getTime();
   if (remaining <= 0) return { actions: [...actions, { kind: 'deleteBackend' }] };
   return { actions, requeueAfterMs: remaining };
@@ -87,18 +77,7 @@ export function decide(input: DecideInput): Plan {
   if (maxLifetime !== undefined) {
     const deadline = created + maxLifetime * 1000;
     if (nowMs >= deadline) {
-      return {
-        actions: [
-          {
-            kind: 'transition',
-            transition: {
-              phase: 'Swept',
-              reason: Reasons.LifetimeExceeded,
-              message: `maxLifetimeSeconds (${maxLifetime}) reached`,
-            },
-          },
-        ],
-      };
+      return { actions: [sweep(Reasons.LifetimeExceeded, `maxLifetimeSeconds (${maxLifetime}) reached`)] };
     }
     deadlines.push(deadline);
   }
@@ -110,7 +89,7 @@ export function decide(input: DecideInput): Plan {
     return { actions: [{ kind: 'deleteStale', what: 'service', uid: service.metadata?.uid ?? '' }], requeueAfterMs: 1000 };
   }
 
-  const hadPod = RANK[phase] >= RANK.Constructed || backend.status?.constructed === true;
+  const hadPod = phaseRank(phase) >= phaseRank('Constructed') || backend.status?.constructed === true;
   if (!pod && hadPod) {
     if (!input.podConfirmedMissing) return { actions: [{ kind: 'confirmPodGone' }] };
     return { actions: [fail(Reasons.PodDeleted, "the backend's Pod was deleted")] };
@@ -137,6 +116,10 @@ export function decide(input: DecideInput): Plan {
     const obs = observePod(pod, appName);
     if (obs.terminated) {
       const t = obs.terminated;
+      // The app ending with code 0 ended its session itself (a game over, a document closed).
+      if (t.isApp && t.exitCode === 0 && t.reason !== 'OOMKilled') {
+        return { actions: [sweep(Reasons.Completed, 'the application exited with code 0', { exitCode: 0 })] };
+      }
       const oom = t.reason === 'OOMKilled';
       const what = t.isApp ? 'the application' : `container ${t.container}`;
       const message = oom
@@ -157,7 +140,8 @@ export function decide(input: DecideInput): Plan {
     if (obs.running && obs.nodeName) target = 'Running';
     if (obs.ready && obs.running && obs.nodeName) target = 'Ready';
 
-    if (RANK[target] < RANK.Ready) {
+    // startupTimeoutSeconds bounds the start only: once Ready, a readiness blip is not a failed start.
+    if (phaseRank(target) < phaseRank('Ready') && !wasReady(backend)) {
       const timeout = (backend.spec.startupTimeoutSeconds ?? DEFAULT_STARTUP_TIMEOUT_SECONDS) * 1000;
       const deadline = created + timeout;
       if (nowMs >= deadline) {
@@ -167,12 +151,12 @@ export function decide(input: DecideInput): Plan {
       }
       deadlines.push(deadline);
     }
-  } else {
+  } else if (!wasReady(backend)) {
     const timeout = (backend.spec.startupTimeoutSeconds ?? DEFAULT_STARTUP_TIMEOUT_SECONDS) * 1000;
     deadlines.push(created + timeout);
   }
 
-  if (RANK[target] > RANK[phase]) actions.push({ kind: 'transition', transition: { phase: target, fields } });
+  if (phaseRank(target) > phaseRank(phase)) actions.push({ kind: 'transition', transition: { phase: target, fields } });
   else if (changedFields(backend.status, fields)) {
     // Same phase, new facts (a podIP after a restart of the watch, say): record them.
     actions.push({ kind: 'transition', transition: { phase, fields } });

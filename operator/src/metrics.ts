@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { LATENCY_BUCKETS } from '../../common/src/metrics';
-import { PHASES, phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { PHASES, phaseOf } from '../../common/src/lifecycle';
 
 export interface OperatorMetrics {
   reconcileDuration: Histogram<'result'>;

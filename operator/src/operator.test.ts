@@ -3,7 +3,8 @@
  * Pods, Services, status and Events out, with a fake kubelet moving the Pod along.
  */
 import { KubeConfig, type CoreV1Event, type V1Pod, type V1Service } from '@kubernetes/client-node';
-import { phaseOf, type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf } from '../../common/src/lifecycle';
 import { KubeApiError, KubeUnavailableError } from '../../common/src/errors';
 import { FakeKubeClient } from '../../common/src/kube/fake-client';
 import { BACKENDS, EVENTS, PODS, SERVICES } from '../../common/src/kube/resources';

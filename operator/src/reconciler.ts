@@ -15,14 +15,8 @@
  *   running at all.
  */
 import type { CoreV1Event, V1Pod, V1Service } from '@kubernetes/client-node';
-import {
-  phaseOf,
-  PHASES,
-  transitionStatus,
-  type Phase,
-  type SessionLivedBackend,
-  type Transition,
-} from '../../common/src/backend';
+import type { Phase, SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, phaseOf, phaseRank, PHASES, writeTransition, type Transition } from '../../common/src/lifecycle';
 import { EVENT_REPORTING_COMPONENT, FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
 import { isAlreadyExists } from '../../common/src/errors';
 import { BACKENDS, EVENTS, PODS, SERVICES, splitKey } from '../../common/src/kube/resources';
@@ -194,31 +188,22 @@ export class Reconciler {
 
   private async transition(key: string, backend: SessionLivedBackend, t: Transition): Promise<SessionLivedBackend | void> {
     const now = this.now();
-    const from = phaseOf(backend);
-    let status;
-    if (t.phase === from) {
-      status = { ...(backend.status ?? {}), ...(t.fields ?? {}) };
-    } else {
-      status = transitionStatus(backend, t, now);
-      if (!status) return;
+    const outcome = await writeTransition(this.kube, 'operator', backend, t, { now: () => now });
+    if (outcome.kind === 'gone') return;
+    if (outcome.kind === 'refused') {
+      // Someone else moved it on meanwhile (the sweeper, the API): the next pass plans from that.
+      this.logger.debug('transition no longer applies', { backend: key, to: t.phase, why: outcome.refused });
+      this.written.set(key, outcome.backend);
+      return outcome.backend;
     }
-    const patched = await this.kube.patch<SessionLivedBackend>(
-      BACKENDS,
-      backend.metadata.namespace,
-      backend.metadata.name as string,
-      { metadata: { resourceVersion: backend.metadata.resourceVersion }, status },
-      'merge',
-      { subresource: 'status', fieldManager: FIELD_MANAGER },
-    );
+    const patched = outcome.backend;
+    const from = outcome.from;
     this.written.set(key, patched);
     if (t.phase !== from) {
       const created = new Date(backend.metadata.creationTimestamp as unknown as string).getTime();
-      const fromRank = PHASES.indexOf(from);
       for (const p of PHASES) {
-        const reached = patched.status?.conditions?.some((c) => c.type === p);
-        if (reached && PHASES.indexOf(p) > fromRank && p !== 'Swept' && p !== 'Failed') {
-          this.metrics.spawnStage.observe({ stage: p.toLowerCase() }, Math.max(0, (now.getTime() - created) / 1000));
-        }
+        if (isTerminal(p) || phaseRank(p) <= phaseRank(from) || phaseRank(p) > phaseRank(t.phase)) continue;
+        this.metrics.spawnStage.observe({ stage: p.toLowerCase() }, Math.max(0, (now.getTime() - created) / 1000));
       }
       this.metrics.transitions.inc({ phase: t.phase });
       if (t.phase === 'Failed') this.metrics.terminations.inc({ phase: 'Failed', reason: t.reason ?? 'Unknown' });
@@ -231,13 +216,11 @@ export class Reconciler {
   /** One Event per phase reached, created once (deterministic names make retries harmless). */
   private recordEvents(backend: SessionLivedBackend): void {
     const nowMs = this.now().getTime();
-    for (const condition of backend.status?.conditions ?? []) {
-      const phase = condition.type as Phase;
-      if (!PHASES.includes(phase) || condition.status !== 'True') continue;
+    for (const step of backend.status?.transitions ?? []) {
+      const phase = step.phase;
       const name = eventName(backend, phase);
       if (this.events.known(name)) continue;
-      const at = new Date(condition.lastTransitionTime).getTime();
-      if (nowMs - at > EVENT_REEMIT_WINDOW_MS) {
+      if (nowMs - Date.parse(step.time) > EVENT_REEMIT_WINDOW_MS) {
         this.events.markExisting(name);
         continue;
       }
@@ -253,15 +236,13 @@ export class Reconciler {
           namespace: backend.metadata.namespace,
           uid: backend.metadata.uid,
         },
-        reason: phase === backend.status?.phase && backend.status?.reason ? backend.status.reason : phase,
+        reason: step.reason ?? phase,
         action: phase,
-        message:
-          condition.message ??
-          (phase === backend.status?.phase && backend.status?.message ? backend.status.message : `Backend is ${phase}`),
+        message: step.message ?? `Backend is ${phase}`,
         type: failed ? 'Warning' : 'Normal',
         count: 1,
-        firstTimestamp: condition.lastTransitionTime as unknown as Date,
-        lastTimestamp: condition.lastTransitionTime as unknown as Date,
+        firstTimestamp: step.time as unknown as Date,
+        lastTimestamp: step.time as unknown as Date,
         source: { component: 'spawner-operator' },
         reportingComponent: EVENT_REPORTING_COMPONENT,
         reportingInstance: this.config.identity,

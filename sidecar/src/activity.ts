@@ -8,7 +8,9 @@
  * counts as activity, so frames would add hot-path work without changing any decision.
  *
  * `secondsSinceActive` is measured from the last activity or, when there was none, from the
- * sidecar's start, so a backend nobody ever connects to is swept one grace period after start.
+ * moment the app first accepted connections (the idle countdown starts at the first Ready: a slow
+ * starter is not idle), so a backend nobody ever connects to is swept one grace period after it
+ * became Ready. Before that it counts from the sidecar's start; the sweeper does not judge yet.
  * It is 0 while a request is in flight: a long download or long poll is use, even though the
  * message has no field for requests. It is a float with millisecond precision.
  */
@@ -46,6 +48,7 @@ export class Activity {
   private held = 0;
   private last: number;
   private hadActivity = false;
+  private wasReady = false;
   private readonly listeners = new Set<() => void>();
   private notifyScheduled = false;
   readonly startedAt: number;
@@ -75,6 +78,10 @@ export class Activity {
   setReady(ready: boolean): void {
     if (ready === this.isReady) return;
     this.isReady = ready;
+    if (ready && !this.wasReady) {
+      this.wasReady = true;
+      if (this.last < this.now()) this.last = this.now();
+    }
     this.notify();
   }
 

@@ -1,6 +1,7 @@
 /**
  * The idle rule (the original Spawner's): a backend is swept once it has had no live WebSocket
- * connection and no activity for `gracePeriodSeconds`; an open WebSocket pauses the countdown.
+ * connection and no activity for `gracePeriodSeconds`, counted from the moment it was first Ready;
+ * an open WebSocket pauses the countdown.
  *
  * The sidecar reports how long ago it last saw activity, not when, so the deadline survives a
  * restart of the sweeper (and clock skew between nodes): it is computed from the report's own
@@ -33,15 +34,23 @@ export function isFresh(report: SidecarReport, nowMs: number, heartbeatSeconds: 
 
 export type IdleVerdict = { kind: 'sweep'; deadlineMs: number } | { kind: 'wait'; untilMs?: number } | { kind: 'unknown' };
 
+/**
+ * `countdownFromMs` is when the backend was first Ready: the countdown never starts before it
+ * (a slow starter is not idle, `startupTimeoutSeconds` bounds that time), so a backend that was
+ * never Ready is never idle.
+ */
 export function judge(
   report: SidecarReport | undefined,
   gracePeriodSeconds: number,
   nowMs: number,
   heartbeatSeconds: number,
+  countdownFromMs: number | undefined,
 ): IdleVerdict {
+  if (countdownFromMs === undefined) return { kind: 'wait' };
   if (!report || !isFresh(report, nowMs, heartbeatSeconds)) return { kind: 'unknown' };
-  const deadline = idleDeadline(report, gracePeriodSeconds);
-  if (deadline === undefined) return { kind: 'wait' };
+  const reported = idleDeadline(report, gracePeriodSeconds);
+  if (reported === undefined) return { kind: 'wait' };
+  const deadline = Math.max(reported, countdownFromMs + gracePeriodSeconds * 1000);
   if (nowMs >= deadline) return { kind: 'sweep', deadlineMs: deadline };
   return { kind: 'wait', untilMs: deadline };
 }

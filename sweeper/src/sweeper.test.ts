@@ -1,7 +1,8 @@
 /**
  * The sweeper against the in-memory API and a fake sidecar on 127.0.0.1 (the backend's "podIP").
  */
-import { newBackend, phaseOf, transitionStatus, type SessionLivedBackend } from '../../common/src/backend';
+import { newBackend, type SessionLivedBackend } from '../../common/src/backend';
+import { phaseOf, writeTransition } from '../../common/src/lifecycle';
 import { FakeKubeClient } from '../../common/src/kube/fake-client';
 import { BACKENDS, PODS } from '../../common/src/kube/resources';
 import { silentLogger } from '../../common/src/logger';
@@ -21,8 +22,7 @@ async function readyBackend(kube: FakeKubeClient, name: string, grace: number, n
     { labels: { spawnerGroup: node } },
   );
   const created = await kube.create(BACKENDS, NS, b);
-  const status = transitionStatus(created, { phase: 'Ready', fields: { podIP: '127.0.0.1', nodeName: node } }, new Date());
-  await kube.setStatus(BACKENDS, NS, name, status);
+  await writeTransition(kube, 'operator', created, { phase: 'Ready', fields: { podIP: '127.0.0.1', nodeName: node } });
   await kube.create(PODS, NS, {
     apiVersion: 'v1',
     kind: 'Pod',

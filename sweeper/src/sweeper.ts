@@ -5,15 +5,10 @@
  * (Unreachable). Deleting the backend is the operator's job.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { isTerminal, phaseOf, Reasons, transitionStatus, type SessionLivedBackend } from '../../common/src/backend';
-import {
-  DEFAULT_GRACE_PERIOD_SECONDS,
-  FIELD_MANAGER,
-  LABEL_MANAGED_BY,
-  LABEL_SPAWNER_GROUP,
-  MANAGED_BY,
-} from '../../common/src/constants';
-import { errorMessage, isConflict, isNotFound } from '../../common/src/errors';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, phaseOf, phaseTime, Reasons, wasReady, writeTransition } from '../../common/src/lifecycle';
+import { DEFAULT_GRACE_PERIOD_SECONDS, LABEL_MANAGED_BY, LABEL_SPAWNER_GROUP, MANAGED_BY } from '../../common/src/constants';
+import { isNotFound } from '../../common/src/errors';
 import { Informer } from '../../common/src/kube/informer';
 import { BACKENDS, objectKey, PODS } from '../../common/src/kube/resources';
 import type { KubeClient, KubeObject } from '../../common/src/kube/types';
@@ -96,8 +91,12 @@ export class Sweeper {
     }
     const grace = b.spec.gracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS;
     const existing = this.trackers.get(key);
+    // The idle countdown starts at the first Ready (on the operator's clock; the sidecar also
+    // restarts its activity clock when the app first accepts connections).
+    const readySince = wasReady(b) ? (phaseTime(b, 'Ready') ?? Date.now()) : undefined;
     if (existing && existing.uid === b.metadata.uid && existing.podIP === podIP) {
       existing.tracker.setGracePeriod(grace);
+      existing.tracker.setIdleCountdownFrom(readySince);
       return;
     }
     if (existing) this.drop(key);
@@ -105,6 +104,7 @@ export class Sweeper {
     const tracker = new Tracker({
       url: `http://${podIP}:${this.config.sidecarAdminPort}/events`,
       gracePeriodSeconds: grace,
+      idleCountdownFromMs: readySince,
       heartbeatSeconds: this.config.heartbeatSeconds,
       unreachableAfterMs: this.config.unreachableSeconds * 1000,
       onIdle: (deadlineMs) =>
@@ -144,45 +144,36 @@ export class Sweeper {
     return { namespace: key.slice(0, i), name: key.slice(i + 1) };
   }
 
-  /** Writes Swept, retrying on conflicts from a fresh read; true once the backend is terminal or gone. */
+  /** Writes Swept through the transition module; true once the backend is terminal or gone. */
   private async sweep(key: string, uid: string, reason: string, message: string, deadlineMs?: number): Promise<boolean> {
     const { namespace, name } = this.split(key);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        const backend =
-          attempt === 0
-            ? (this.backendInformers.map((i) => i.get(namespace, name)).find(Boolean) ??
-              (await this.kube.get<SessionLivedBackend>(BACKENDS, namespace, name)))
-            : await this.kube.get<SessionLivedBackend>(BACKENDS, namespace, name);
-        if (!backend || backend.metadata.uid !== uid || isTerminal(phaseOf(backend))) {
-          this.drop(key);
-          return true;
-        }
-        const status = transitionStatus(backend, { phase: 'Swept', reason, message }, new Date());
-        if (!status) return true;
-        await this.kube.patch(
-          BACKENDS,
-          namespace,
-          name,
-          { metadata: { resourceVersion: backend.metadata.resourceVersion }, status },
-          'merge',
-          { subresource: 'status', fieldManager: FIELD_MANAGER },
-        );
+    try {
+      const backend =
+        this.backendInformers.map((i) => i.get(namespace, name)).find(Boolean) ??
+        (await this.kube.get<SessionLivedBackend>(BACKENDS, namespace, name));
+      if (!backend || backend.metadata.uid !== uid) {
+        this.drop(key);
+        return true;
+      }
+      const outcome = await writeTransition(this.kube, 'sweeper', backend, { phase: 'Swept', reason, message });
+      if (outcome.kind === 'written') {
         this.metrics.sweeps.inc({ reason });
         if (deadlineMs !== undefined) this.metrics.sweepLag.observe(Math.max(0, (Date.now() - deadlineMs) / 1000));
         this.logger.info('swept backend', { backend: key, reason, message });
+      }
+      if (outcome.kind !== 'refused' || isTerminal(phaseOf(outcome.backend))) {
         this.drop(key);
         return true;
-      } catch (err) {
-        if (isNotFound(err)) {
-          this.drop(key);
-          return true;
-        }
-        if (isConflict(err)) continue;
-        this.metrics.sweepErrors.inc();
-        this.logger.warn('could not sweep backend; will retry', { backend: key, reason, error: errorMessage(err) });
-        break;
       }
+      // Not ours to sweep as it now is (not Ready, say): look again below.
+      this.logger.debug('not swept', { backend: key, reason, why: outcome.refused });
+    } catch (err) {
+      if (isNotFound(err)) {
+        this.drop(key);
+        return true;
+      }
+      this.metrics.sweepErrors.inc();
+      this.logger.warn('could not sweep backend; will retry', { backend: key, reason, error: err });
     }
     // Not written: look again shortly (the idle verdict is re-derived from the next report).
     const t = this.trackers.get(key);

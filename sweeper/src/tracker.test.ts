@@ -16,6 +16,8 @@ describe('Tracker', () => {
     const t = new Tracker({
       url,
       gracePeriodSeconds: grace,
+      // Ready long ago: the countdown runs from the sidecar's reports.
+      idleCountdownFromMs: 0,
       heartbeatSeconds: 5,
       unreachableAfterMs: 60_000,
       onIdle: (d) => idle.push(d),
@@ -44,6 +46,18 @@ describe('Tracker', () => {
     expect(idle).toEqual([]);
     sidecar.set({ liveConnections: 0, secondsSinceActive: 0 });
     await waitFor(() => idle.length === 1, { timeoutMs: 3000 });
+    t.close();
+  });
+
+  it('never fires before the backend was first Ready, and counts the grace from that moment', async () => {
+    sidecar.set({ secondsSinceActive: 100 });
+    const { t, idle } = track(0.3, { idleCountdownFromMs: undefined });
+    await new Promise((r) => setTimeout(r, 600));
+    expect(idle).toEqual([]);
+    const readyAt = Date.now();
+    t.setIdleCountdownFrom(readyAt);
+    await waitFor(() => idle.length === 1, { timeoutMs: 3000 });
+    expect(idle[0]).toBe(readyAt + 300);
     t.close();
   });
 

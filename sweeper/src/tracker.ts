@@ -9,6 +9,8 @@ import { StateStream, type StateStreamOptions } from './state-stream';
 export interface TrackerOptions {
   url: string;
   gracePeriodSeconds: number;
+  /** When the backend was first Ready (ms since the epoch); undefined while it never was: never idle. */
+  idleCountdownFromMs?: number;
   heartbeatSeconds: number;
   unreachableAfterMs: number;
   /** How often to ask again while the sidecar stays unreachable. */
@@ -77,6 +79,12 @@ export class Tracker {
     this.evaluate();
   }
 
+  setIdleCountdownFrom(ms: number | undefined): void {
+    if (ms === this.opts.idleCountdownFromMs) return;
+    this.opts.idleCountdownFromMs = ms;
+    this.evaluate();
+  }
+
   private onReport(r: SidecarReport): void {
     this.report = r;
     this.opts.onReport?.(r);
@@ -87,7 +95,13 @@ export class Tracker {
     if (this.closed || this.fired) return;
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
-    const verdict = judge(this.report, this.opts.gracePeriodSeconds, this.now(), this.opts.heartbeatSeconds);
+    const verdict = judge(
+      this.report,
+      this.opts.gracePeriodSeconds,
+      this.now(),
+      this.opts.heartbeatSeconds,
+      this.opts.idleCountdownFromMs,
+    );
     if (verdict.kind === 'sweep') {
       this.fired = true;
       this.opts.onIdle(verdict.deadlineMs);

@@ -3,7 +3,7 @@
  * A terminal backend's /ready answers 410 Gone (the original had no terminal phases): it will
  * never be ready, and a polling client should stop and spawn again.
  */
-import { isTerminal, phaseOf } from '../../../common/src/backend';
+import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
 import type { SpawnRequest } from '../../client/types';
 import { publicBases } from '../backend-view';
 import { ApiError } from '../errors';

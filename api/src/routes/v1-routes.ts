@@ -1,5 +1,5 @@
 /** The v1 API: create (optionally get-or-create by key), get, list, delete, wait, events. */
-import { phaseOf } from '../../../common/src/backend';
+import { phaseOf } from '../../../common/src/lifecycle';
 import type { CreateBackendRequest } from '../../client/types';
 import { publicBases } from '../backend-view';
 import { ApiError, validationFailed } from '../errors';

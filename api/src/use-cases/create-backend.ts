@@ -7,7 +7,8 @@
  * someone else meanwhile is never hit) and the create is retried, a bounded number of times.
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import { isTerminal, newBackend, phaseOf, type SessionLivedBackend } from '../../../common/src/backend';
+import { newBackend, type SessionLivedBackend } from '../../../common/src/backend';
+import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
 import { sleep } from '../../../common/src/backoff';
 import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH, LABEL_KEY_HASH } from '../../../common/src/constants';
 import type { SessionLivedBackendSpec, EnvVar } from '../../../crd-schemas/generated/types';

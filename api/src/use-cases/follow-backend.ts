@@ -3,7 +3,8 @@
  * ending at a terminal phase or deletion) and waiting for a condition (Ready, for the long poll
  * and for the entry point's held requests).
  */
-import { isTerminal, phaseHistory, phaseOf, PHASES, type SessionLivedBackend } from '../../../common/src/backend';
+import { type SessionLivedBackend } from '../../../common/src/backend';
+import { isTerminal, phaseHistory, phaseOf, PHASES } from '../../../common/src/lifecycle';
 import type { Phase } from '../../../crd-schemas/generated/types';
 import type { BackendStore } from '../backend-store';
 import { isoTime } from '../backend-view';

@@ -1,5 +1,6 @@
 /** Reading and deleting backends. */
-import { phaseOf, Reasons, type SessionLivedBackend } from '../../../common/src/backend';
+import { type SessionLivedBackend } from '../../../common/src/backend';
+import { phaseOf, Reasons } from '../../../common/src/lifecycle';
 import { LABEL_KEY_HASH } from '../../../common/src/constants';
 import { parseLabelSelector, SelectorError, type Requirement } from '../../../common/src/kube/selectors';
 import type { Phase } from '../../../crd-schemas/generated/types';

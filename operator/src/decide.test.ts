@@ -90,6 +90,21 @@ describe('decide', () => {
       expect(t.message).toContain('exited with code 3: last log line');
     });
 
+    it('lifecycle: app exit 0 completes the session (Swept, Completed), a sidecar exit 0 does not', () => {
+      const t = transition(
+        run({ backend: b, pod: podFor(b, terminated('app', 0, 'Completed'), 'n'), service: serviceFor(b) }).actions,
+      )!.transition;
+      expect(t).toMatchObject({ phase: 'Swept', reason: 'Completed', fields: { exitCode: 0 } });
+      const succeeded = transition(
+        run({ backend: b, pod: podFor(b, { phase: 'Succeeded' }, 'n'), service: serviceFor(b) }).actions,
+      )!.transition;
+      expect(succeeded).toMatchObject({ phase: 'Swept', reason: 'Completed' });
+      const sidecar = transition(
+        run({ backend: b, pod: podFor(b, terminated('spawner-sidecar', 0, 'Completed'), 'n'), service: serviceFor(b) }).actions,
+      )!.transition;
+      expect(sidecar).toMatchObject({ phase: 'Failed', reason: 'ContainerExited' });
+    });
+
     it('when the app is OOM-killed: OOMKilled', () => {
       const t = transition(
         run({ backend: b, pod: podFor(b, terminated('app', 137, 'OOMKilled'), 'n'), service: serviceFor(b) }).actions,
@@ -142,6 +157,23 @@ describe('decide', () => {
       });
     });
 
+    it('lifecycle: readiness blip keeps a Ready backend — no StartupTimeout once it was Ready, and no startup deadline', () => {
+      const c = backendFixture(
+        { startupTimeoutSeconds: 30 },
+        { phase: 'Ready', constructed: true, scheduled: true, running: true, ready: true, nodeName: 'n', podIP: '10.88.0.5' },
+      );
+      const notReady = podFor(c, runningReady(false), 'n');
+      const plan = run({ backend: c, pod: notReady, service: serviceFor(c), now: secondsAfter(300) });
+      expect(transition(plan.actions)?.transition.phase).not.toBe('Failed');
+      expect(plan.requeueAfterMs).toBeUndefined();
+      // A backend whose Ready write is only in the flags (the original's) is treated alike.
+      const legacy = backendFixture({ startupTimeoutSeconds: 30 }, { constructed: true, running: true, ready: true });
+      expect(
+        transition(run({ backend: legacy, pod: notReady, service: serviceFor(legacy), now: secondsAfter(300) }).actions)
+          ?.transition.phase,
+      ).not.toBe('Failed');
+    });
+
     it('when its Pod is deleted by hand, after checking the API server, never recreating it', () => {
       const first = run({ backend: b, service: serviceFor(b) });
       expect(first.actions).toEqual([{ kind: 'confirmPodGone' }]);
@@ -188,7 +220,8 @@ describe('decide', () => {
         {
           phase: 'Failed',
           failed: true,
-          conditions: [{ type: 'Failed', status: 'True', lastTransitionTime: secondsAfter(10).toISOString() }],
+          reason: 'ContainerExited',
+          transitions: [{ phase: 'Failed', time: secondsAfter(10).toISOString(), reason: 'ContainerExited' }],
         },
       );
       const early = run({ backend: b, pod: podFor(b, runningReady(), 'n'), service: serviceFor(b), now: secondsAfter(20) });

@@ -73,12 +73,15 @@ function sidecarContainer(backend: SessionLivedBackend, cfg: SidecarConfig): V1C
       { name: 'proxy', containerPort: SIDECAR_SERVE_PORT, protocol: 'TCP' },
       { name: 'admin', containerPort: SIDECAR_ADMIN_PORT, protocol: 'TCP' },
     ],
+    // Probed every second so a new backend is Ready soon after its app listens; three misses of
+    // 3 s each before NotReady, so a busy node or a paused sidecar does not flap a live backend
+    // (a blip never ends it either: the phase only moves forward).
     readinessProbe: {
       httpGet: { path: '/ready', port: SIDECAR_ADMIN_PORT },
       periodSeconds: 1,
-      failureThreshold: 1,
+      failureThreshold: 3,
       successThreshold: 1,
-      timeoutSeconds: 1,
+      timeoutSeconds: 3,
     },
     resources: cfg.sidecarResources as V1Container['resources'],
     securityContext: cfg.sidecarSecurityContext as V1Container['securityContext'],

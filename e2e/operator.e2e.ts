@@ -61,8 +61,12 @@ describeWithAgent('operator', () => {
     await kubectl(['apply', '-f', '-'], { input: JSON.stringify(backendManifest('ready-1', ns.name)) });
     const ready = await waitBackend(ns.name, 'ready-1', 'Ready', phaseIs('Ready'));
 
-    // The phases in order, each reached once, with the original's flags.
-    expect(ready.status?.conditions?.map((c) => c.type)).toEqual(['Constructed', 'Scheduled', 'Running', 'Ready']);
+    // The phases in order, each reached once, with the original's flags; conditions say what is now.
+    expect(ready.status?.transitions?.map((t) => t.phase)).toEqual(['Constructed', 'Scheduled', 'Running', 'Ready']);
+    expect(Object.fromEntries((ready.status?.conditions ?? []).map((c) => [c.type, c.status]))).toEqual({
+      Ready: 'True',
+      Terminated: 'False',
+    });
     expect(ready.status).toMatchObject({ constructed: true, scheduled: true, running: true, ready: true, port: 9090 });
     expect(ready.status?.podIP).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     expect(ready.metadata.labels?.spawnerGroup).toBe(ready.status?.nodeName);

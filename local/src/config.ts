@@ -2,9 +2,11 @@
  * Local mode's settings: flags (`--kebab-case`) or environment (`SPAWNER_LOCAL_*`), validated at
  * start by common's loader. Local mode is a developer tool: it binds to 127.0.0.1 and runs without
  * API tokens unless some are given. The backends' own defaults (gracePeriodSeconds 300,
- * startupTimeoutSeconds 300) come from the CRD schema, as on a cluster.
+ * startupTimeoutSeconds 300) come from the CRD schema, and the Failed retention from the
+ * operator's default, as on a cluster.
  */
 import { ConfigError, loadConfig, type ConfigSpec } from '../../common/src/config';
+import { DEFAULT_FAILED_RETENTION_SECONDS } from '../../common/src/constants';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
 
 export interface LocalConfig {
@@ -59,8 +61,8 @@ export const LOCAL_CONFIG: ConfigSpec = {
       failedRetentionSeconds: {
         type: 'integer',
         minimum: 0,
-        default: 60,
-        description: 'How long a Failed backend stays visible before it is removed.',
+        default: DEFAULT_FAILED_RETENTION_SECONDS,
+        description: "How long a Failed backend stays visible before it is removed (the operator's default).",
       },
       stopGraceSeconds: {
         type: 'number',

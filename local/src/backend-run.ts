@@ -1,21 +1,35 @@
 /**
- * What a Pod is on Kubernetes, for one backend in local mode: the app as a child process, the
- * real sidecar in front of it (in process, on ports the OS picks), the sweeper's own Tracker on
- * the sidecar's `/events` stream, and the startup and lifetime deadlines the operator enforces.
+ * What a kubelet does for one backend's Pod, in local mode: the app as a child process, the real
+ * sidecar in front of it (in process, on ports the OS picks), and what becomes of both told the
+ * way Kubernetes tells it, as a Pod and a Service (`pod`, `service`). The operator's own planner
+ * reads them (see local-backend-store.ts), so the phases, reasons and deadlines are the
+ * operator's, not a second copy.
  *
- * The run observes and reports; the store decides. Every fact goes out as a phase transition
- * through `report`, which applies common's forward-only phase machine and answers false when the
- * backend has moved past (or away) meanwhile. Stopping is the store's call (`stop`), made when
- * the backend reaches a terminal phase or is deleted.
+ * The run observes; it decides nothing and writes no backend status. It keeps its Pod up to date
+ * and calls `onChange` whenever the Pod changed. Stopping is the store's call (`stop`), made when
+ * the plan deletes the Pod or the backend.
+ *
+ * The Pod, as local mode fills it in:
+ * - created Pending, the app container waiting (ContainerCreating); the Service exists from the
+ *   start, its clusterIP the address everything listens on;
+ * - no local command for the image: the app container waits with ErrImagePull and a message;
+ * - no free app port: PodScheduled False (Unschedulable), tried again every second;
+ * - the sidecar listens: spec.nodeName and status.podIP (PodScheduled True);
+ * - the app process started: phase Running, the container running;
+ * - the sidecar reached the app's port: the Ready condition True (and the container's `ready`);
+ * - the app exited: the container terminated with its exit code (reason Completed for 0, Error
+ *   otherwise; 128 + n for signal n), phase Succeeded or Failed; a command that cannot be run is
+ *   exit code 128, reason StartError, as container runtimes report it;
+ * - anything else that keeps local mode from running it: phase Failed with a message.
  */
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
+import type { V1ContainerStatus, V1OwnerReference, V1Pod, V1PodStatus, V1Service } from '@kubernetes/client-node';
 import { type SessionLivedBackend } from '../../common/src/backend';
-import { Reasons, type Transition } from '../../common/src/lifecycle';
-import { ANNOTATION_TOKEN_HASH, DEFAULT_GRACE_PERIOD_SECONDS, DEFAULT_STARTUP_TIMEOUT_SECONDS } from '../../common/src/constants';
+import { ANNOTATION_TOKEN_HASH, API_VERSION, KIND, LABEL_RUN } from '../../common/src/constants';
 import { errorMessage } from '../../common/src/errors';
 import type { Logger } from '../../common/src/logger';
 import { createSidecar, sidecarConfig, type Sidecar, type SidecarConfig } from '../../sidecar/src/index';
-import { Tracker } from '../../sweeper/src/tracker';
 import type { BackendContainer } from '../../crd-schemas/generated/types';
 import { AppProcess, type AppExit } from './app-process';
 import { commandLine, type ImageCatalog, type ResolvedImage } from './images';
@@ -37,10 +51,8 @@ export interface RunDeps {
   /** SIGTERM → SIGKILL. */
   stopGraceMs: number;
   sidecar: SidecarSettings;
-  /** How long the sidecar's stream may be down before it is reported (it is in process: a bug). */
-  unreachableAfterMs: number;
-  /** Applies a transition to this incarnation; false when it is no longer possible. */
-  report(t: Transition): boolean;
+  /** The Pod changed (not called once the run is stopping). */
+  onChange(): void;
 }
 
 /** What runs, for logs and for the store's endpoint. */
@@ -53,21 +65,8 @@ export interface RunInfo {
   adminPort?: number;
 }
 
-/** setTimeout caps delays at 2^31-1 ms (~24.8 days); maxLifetimeSeconds may be a year. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function longTimeout(fn: () => void, delayMs: number): { clear(): void } {
-  let timer: NodeJS.Timeout;
-  const arm = (remaining: number): void => {
-    timer = setTimeout(
-      () => (remaining > MAX_TIMER_MS ? arm(remaining - MAX_TIMER_MS) : fn()),
-      Math.min(remaining, MAX_TIMER_MS),
-    );
-    timer.unref();
-  };
-  arm(Math.max(0, delayMs));
-  return { clear: () => clearTimeout(timer) };
-}
+/** How often a Pod without a free app port ("unschedulable") tries again. */
+const NO_PORT_RETRY_MS = 1000;
 
 /**
  * The app's environment. Local commands need the machine's PATH, HOME and so on, so it starts from
@@ -99,14 +98,17 @@ export class BackendRun {
   readonly name: string;
   readonly uid: string;
   readonly info: RunInfo;
+  /** The backend's Pod as a kubelet would report it; changes are announced through `onChange`. */
+  readonly pod: V1Pod;
+  /** The backend's Service: its address is the sidecar's (`info.servePort` on `host`). */
+  readonly service: V1Service;
   private sidecar?: Sidecar;
   private app?: AppProcess;
-  private tracker?: Tracker;
   private unsubscribe?: () => void;
-  private readonly timers: Array<{ clear(): void }> = [];
   private started?: Promise<void>;
   private stopping?: Promise<void>;
-  private readyReached = false;
+  /** Ends a wait between port attempts early, when the run is stopped. */
+  private wake?: () => void;
   private readonly logger: Logger;
 
   constructor(
@@ -115,8 +117,48 @@ export class BackendRun {
   ) {
     this.name = backend.metadata.name ?? '';
     this.uid = backend.metadata.uid ?? '';
-    this.info = { image: backend.spec.template.containers[0].image };
+    const container = backend.spec.template.containers[0];
+    this.info = { image: container.image };
     this.logger = deps.logger.child({ backend: this.name });
+    const owner: V1OwnerReference = {
+      apiVersion: backend.apiVersion ?? API_VERSION,
+      kind: backend.kind ?? KIND,
+      name: this.name,
+      uid: this.uid,
+      controller: true,
+      blockOwnerDeletion: true,
+    };
+    const metadata = () => ({
+      name: this.name,
+      namespace: backend.metadata.namespace,
+      uid: randomUUID(),
+      labels: { ...(backend.metadata.labels ?? {}), [LABEL_RUN]: this.name },
+      ownerReferences: [owner],
+    });
+    const app: V1ContainerStatus = {
+      name: container.name,
+      image: container.image,
+      imageID: '',
+      ready: false,
+      restartCount: 0,
+      started: false,
+      state: { waiting: { reason: 'ContainerCreating' } },
+    };
+    this.pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: metadata(),
+      spec: { containers: [{ name: container.name, image: container.image }], restartPolicy: 'Never' },
+      status: {
+        phase: 'Pending',
+        conditions: [
+          { type: 'PodScheduled', status: 'False' },
+          { type: 'Ready', status: 'False' },
+        ],
+        containerStatuses: [app],
+      },
+    };
+    this.service = { apiVersion: 'v1', kind: 'Service', metadata: metadata(), spec: { type: 'ClusterIP', clusterIP: deps.host } };
   }
 
   /** The sidecar's serve address once it listens (and until the run stops). */
@@ -128,15 +170,13 @@ export class BackendRun {
     return this.stopping !== undefined;
   }
 
+  /** Starts the Pod (once). */
   start(): void {
-    this.armDeadlines();
-    this.started = this.run().catch((err: unknown) => {
-      // Anything unexpected while starting is the node's failure to run the Pod.
+    this.started ??= this.run().catch((err: unknown) => {
       this.logger.error('backend failed to start', { error: err });
-      this.deps.report({
-        phase: 'Failed',
-        reason: Reasons.Unschedulable,
-        message: `local mode could not start it: ${errorMessage(err)}`,
+      this.update((status) => {
+        status.phase = 'Failed';
+        status.message = `local mode could not run it: ${errorMessage(err)}`;
       });
     });
   }
@@ -152,38 +192,30 @@ export class BackendRun {
     this.app?.signalGroup(sig);
   }
 
-  private armDeadlines(): void {
-    const spec = this.backend.spec;
-    const created = new Date(this.backend.metadata.creationTimestamp as unknown as string).getTime();
-    const startup = spec.startupTimeoutSeconds ?? DEFAULT_STARTUP_TIMEOUT_SECONDS;
-    this.timers.push(
-      longTimeout(
-        () => {
-          if (this.readyReached) return;
-          this.deps.report({
-            phase: 'Failed',
-            reason: Reasons.StartupTimeout,
-            message: `not Ready within startupTimeoutSeconds (${startup})`,
-          });
-        },
-        created + startup * 1000 - Date.now(),
-      ),
-    );
-    const lifetime = spec.maxLifetimeSeconds;
-    if (lifetime !== undefined) {
-      this.timers.push(
-        longTimeout(
-          () => {
-            this.deps.report({
-              phase: 'Swept',
-              reason: Reasons.LifetimeExceeded,
-              message: `maxLifetimeSeconds (${lifetime}) reached`,
-            });
-          },
-          created + lifetime * 1000 - Date.now(),
-        ),
-      );
-    }
+  private get appStatus(): V1ContainerStatus {
+    return (this.pod.status?.containerStatuses as V1ContainerStatus[])[0];
+  }
+
+  /** Changes the Pod's status (and spec) through `change`; tells the store when anything changed. */
+  private update(change: (status: V1PodStatus, app: V1ContainerStatus) => void): void {
+    if (this.stopping) return;
+    const before = JSON.stringify(this.pod);
+    change(this.pod.status as V1PodStatus, this.appStatus);
+    if (JSON.stringify(this.pod) !== before) this.deps.onChange();
+  }
+
+  private condition(status: V1PodStatus, type: string, value: boolean, reason?: string, message?: string): void {
+    const now = value ? 'True' : 'False';
+    const c = status.conditions?.find((x) => x.type === type);
+    if (c && c.status === now && c.reason === reason && c.message === message) return;
+    const entry = {
+      type,
+      status: now,
+      lastTransitionTime: new Date(),
+      ...(reason ? { reason } : {}),
+      ...(message ? { message } : {}),
+    };
+    status.conditions = [...(status.conditions ?? []).filter((x) => x.type !== type), entry];
   }
 
   private async run(): Promise<void> {
@@ -194,26 +226,17 @@ export class BackendRun {
     if (!image) {
       const known = deps.images.names().join(', ');
       const where = deps.images.file ?? 'spawner.local.json (or --images-file)';
-      deps.report({
-        phase: 'Failed',
-        reason: Reasons.ImagePullError,
-        message: `local mode has no command for image "${container.image}": map it in ${where}; known images: ${known}`,
-      });
+      const message = `local mode has no command for image "${container.image}": map it in ${where}; known images: ${known}`;
+      this.update((_, app) => (app.state = { waiting: { reason: 'ErrImagePull', message } }));
       return;
     }
     if (containers.length > 1) {
       this.logger.warn('local mode runs only the first container (the app)', { ignored: containers.slice(1).map((c) => c.name) });
     }
 
-    let appPort: number;
-    try {
-      appPort = await deps.ports.allocate();
-    } catch (err) {
-      deps.report({ phase: 'Failed', reason: Reasons.Unschedulable, message: errorMessage(err) });
-      return;
-    }
+    const appPort = await this.allocatePort();
+    if (appPort === undefined || this.stopping) return;
     this.info.appPort = appPort;
-    if (this.stopping) return;
 
     const tokenSha256 = backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH]?.toLowerCase();
     const sidecar = createSidecar(
@@ -233,11 +256,14 @@ export class BackendRun {
     this.info.servePort = sidecar.servePort;
     this.info.adminPort = sidecar.adminPort;
     if (this.stopping) return;
-
-    // The "Service" (the sidecar's address) exists, then the "Pod" is on this node.
-    const url = `http://${deps.host}:${sidecar.servePort}/`;
-    if (!deps.report({ phase: 'Constructed', fields: { ip: deps.host, port: sidecar.servePort, url } })) return;
-    if (!deps.report({ phase: 'Scheduled', fields: { nodeName: deps.nodeName, podIP: deps.host } })) return;
+    // The Pod is on this "node" once its sidecar (the Service's target) listens.
+    this.update((status) => {
+      (this.pod.spec as NonNullable<V1Pod['spec']>).nodeName = deps.nodeName;
+      status.hostIP = deps.host;
+      status.podIP = deps.host;
+      status.podIPs = [{ ip: deps.host }];
+      this.condition(status, 'PodScheduled', true);
+    });
 
     const argv = commandLine(image, container.command, container.args);
     const { env, skipped } = appEnvironment(image, container, appPort, deps.host);
@@ -255,12 +281,10 @@ export class BackendRun {
     try {
       pid = await app.started;
     } catch (err) {
-      // What a container runtime reports for an entrypoint it cannot exec (StartError).
-      deps.report({
-        phase: 'Failed',
-        reason: Reasons.ContainerExited,
-        message: `the application could not be started (${argv[0]}): ${errorMessage(err)}`,
-        fields: { exitCode: 128 },
+      // What a container runtime reports for an entrypoint it cannot exec.
+      this.update((status, c) => {
+        status.phase = 'Failed';
+        c.state = { terminated: { exitCode: 128, reason: 'StartError', message: `cannot run ${argv[0]}: ${errorMessage(err)}` } };
       });
       return;
     }
@@ -268,50 +292,73 @@ export class BackendRun {
     deps.watchdog?.add(pid);
     void app.exited.then((exit) => this.onExit(exit));
     if (this.stopping) return;
-    if (!deps.report({ phase: 'Running' })) return;
+    this.update((status, c) => {
+      status.phase = 'Running';
+      status.startTime = new Date();
+      c.started = true;
+      c.state = { running: { startedAt: new Date() } };
+    });
 
+    // Ready follows the sidecar's readiness probe: the app accepts connections.
     const onState = (ready: boolean): void => {
-      if (!ready || this.readyReached || this.stopping) return;
-      this.readyReached = deps.report({ phase: 'Ready' });
+      const c = this.appStatus;
+      if (!c.state?.running || c.ready === ready) return;
+      this.update((status) => {
+        c.ready = ready;
+        this.condition(status, 'Ready', ready);
+      });
     };
     this.unsubscribe = sidecar.subscribe((m) => onState(m.ready));
     onState(sidecar.state().ready);
+  }
 
-    const grace = backend.spec.gracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS;
-    this.tracker = new Tracker({
-      url: `http://${deps.host}:${sidecar.adminPort}/events`,
-      gracePeriodSeconds: grace,
-      heartbeatSeconds: deps.sidecar.heartbeatSeconds,
-      unreachableAfterMs: deps.unreachableAfterMs,
-      onIdle: () => {
-        deps.report({ phase: 'Swept', reason: Reasons.IdleTimeout, message: `idle for gracePeriodSeconds (${grace})` });
-      },
-      onUnreachable: (since) => {
-        this.logger.warn("the sidecar's state stream is down; not sweeping meanwhile", { sinceMs: Date.now() - since });
-        return true;
-      },
-    });
-    this.tracker.start();
+  /** An app port; while none is free the Pod is "unschedulable" and asks again every second. */
+  private async allocatePort(): Promise<number | undefined> {
+    for (;;) {
+      try {
+        return await this.deps.ports.allocate();
+      } catch (err) {
+        this.update((status) =>
+          this.condition(status, 'PodScheduled', false, 'Unschedulable', `local mode has no free app port: ${errorMessage(err)}`),
+        );
+      }
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, NO_PORT_RETRY_MS);
+        timer.unref();
+        this.wake = () => {
+          clearTimeout(timer);
+          done();
+        };
+      });
+      this.wake = undefined;
+      if (this.stopping) return undefined;
+    }
   }
 
   private onExit(exit: AppExit): void {
     if (this.info.pid !== undefined) this.deps.watchdog?.remove(this.info.pid);
-    if (this.stopping) return;
-    const how = exit.signal ? `was killed by ${exit.signal} (exit code ${exit.exitCode})` : `exited with code ${exit.exitCode}`;
-    this.deps.report({
-      phase: 'Failed',
-      reason: Reasons.ContainerExited,
-      message: `the application ${how}`,
-      fields: { exitCode: exit.exitCode },
+    this.update((status, c) => {
+      const started = c.state?.running?.startedAt;
+      status.phase = exit.exitCode === 0 ? 'Succeeded' : 'Failed';
+      c.ready = false;
+      c.state = {
+        terminated: {
+          exitCode: exit.exitCode,
+          reason: exit.exitCode === 0 ? 'Completed' : 'Error',
+          ...(exit.signal ? { message: `killed by ${exit.signal}`, signal: exit.exitCode - 128 } : {}),
+          ...(started ? { startedAt: started } : {}),
+          finishedAt: new Date(),
+        },
+      };
+      this.condition(status, 'Ready', false);
     });
   }
 
   private async teardown(): Promise<void> {
-    for (const t of this.timers) t.clear();
+    this.wake?.();
     // Let a start in progress reach a point where it notices the stop (it checks after each await).
     await this.started?.catch(() => undefined);
     this.unsubscribe?.();
-    this.tracker?.close();
     const app = this.app;
     if (app?.pid !== undefined) {
       const exit = await app.stop(this.deps.stopGraceMs);

@@ -1,23 +1,54 @@
 /**
  * The BackendStore of local mode: SessionLivedBackend objects in memory, each run as a child
  * process behind the real sidecar (see backend-run.ts), so the API, the entry point and clients
- * see what they see on Kubernetes: the same object shape (uid, resourceVersion, generation,
- * creationTimestamp, defaults from the CRD schema), the same phases, flags, conditions and
- * reasons, written through common's `transitionStatus`.
+ * see what they see on Kubernetes, under the same rules: the lifecycle here is the operator's and
+ * the sweeper's own code, not a second copy of it.
  *
  * Who does what, compared with a cluster:
- * - the API server: this map (create is the atomic arbiter for names; watchers hear every change);
- * - the operator: `apply` (forward-only transitions) and `finish` (a Swept backend is deleted at
- *   once, a Failed one after `failedRetentionSeconds`, and nothing of either keeps running);
- * - kubelet and sweeper: BackendRun.
+ * - the API server: this map (create is the atomic arbiter for names; every write bumps the
+ *   resourceVersion and watchers hear it);
+ * - the kubelet: BackendRun, which keeps a Pod and a Service for its backend and says when they
+ *   change; it writes no status;
+ * - the operator: `reconcile`, which runs the operator's planner (`decide`, operator/src/decide.ts)
+ *   on the backend, its Pod and its Service, and applies the plan: start the run (the Pod and the
+ *   Service created), phase transitions through common's lifecycle module as the 'operator'
+ *   writer, the spawnerGroup label, stopping the run (the Pod deleted: a Failed backend's app
+ *   stops at once), removing the backend (a Swept one at once, a Failed one after
+ *   `failedRetentionSeconds`), and one timer for the plan's next deadline (startup timeout,
+ *   maxLifetimeSeconds, retention);
+ * - the sweeper: the sweeper's own Tracker on each sidecar's /events stream, its countdown from
+ *   the backend's first Ready, sweeping as the 'sweeper' writer;
+ * - the API's delete: Swept (DeletedByClient) as the 'api' writer, then removal.
+ *
+ * A reconcile runs on create, on every change of the backend's Pod, at its timer and after every
+ * write. Reconciles of one backend never overlap: one asked for while another runs (a write, or a
+ * change of the Pod, during the pass) makes the running one pass again.
  */
 import { randomUUID } from 'node:crypto';
-import { type Phase, type SessionLivedBackend } from '../../common/src/backend';
-import { isTerminal, phaseOf, planTransition, type Transition } from '../../common/src/lifecycle';
-import { ANNOTATION_KEY, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
+import { isDeepStrictEqual } from 'node:util';
+import { type SessionLivedBackend } from '../../common/src/backend';
+import {
+  isTerminal,
+  phaseOf,
+  phaseRank,
+  phaseTime,
+  planTransition,
+  Reasons,
+  wasReady,
+  type Transition,
+  type Writer,
+} from '../../common/src/lifecycle';
+import {
+  ANNOTATION_KEY,
+  DEFAULT_FAILED_RETENTION_SECONDS,
+  DEFAULT_GRACE_PERIOD_SECONDS,
+  LABEL_SPAWNER_GROUP,
+} from '../../common/src/constants';
 import { matchesSelector, type Requirement } from '../../common/src/kube/selectors';
 import type { Logger } from '../../common/src/logger';
 import { validateSpec } from '../../crd-schemas/src/validators';
+import { decide } from '../../operator/src/decide';
+import { Tracker } from '../../sweeper/src/tracker';
 import {
   BackendAlreadyExistsError,
   BackendStoreUnavailableError,
@@ -46,6 +77,7 @@ export interface LocalBackendStoreOptions {
   nodeName?: string;
   /** Where apps and sidecars listen. */
   host?: string;
+  /** How long a Failed backend stays (default DEFAULT_FAILED_RETENTION_SECONDS, as the operator's). */
   failedRetentionSeconds?: number;
   /** SIGTERM → SIGKILL when an app is stopped. */
   stopGraceMs?: number;
@@ -57,17 +89,54 @@ export interface LocalBackendStoreOptions {
 export const LOCAL_NODE_NAME = 'local';
 export const LOCAL_NAMESPACE = 'local';
 
+/** How long an embedded sidecar's state stream may be down before it is logged (it is in process: a bug). */
+const UNREACHABLE_AFTER_MS = 30_000;
+/** Passes of one reconcile before it yields (each write makes another; a handful settle any backend). */
+const MAX_PASSES = 20;
+
+/** setTimeout caps delays at 2^31-1 ms (~24.8 days); maxLifetimeSeconds may be a year. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function longTimeout(fn: () => void, delayMs: number): { clear(): void } {
+  let timer: NodeJS.Timeout;
+  const arm = (remaining: number): void => {
+    timer = setTimeout(
+      () => (remaining > MAX_TIMER_MS ? arm(remaining - MAX_TIMER_MS) : fn()),
+      Math.min(remaining, MAX_TIMER_MS),
+    );
+    timer.unref();
+  };
+  arm(Math.max(0, delayMs));
+  return { clear: () => clearTimeout(timer) };
+}
+
+/** The operator's and the sweeper's state for one backend (one incarnation: by uid). */
+interface Control {
+  name: string;
+  uid: string;
+  /** A reconcile of this backend is running ... */
+  busy: boolean;
+  /** ... and must pass again: something changed meanwhile. */
+  dirty: boolean;
+  /** The plan's next deadline. */
+  timer?: { clear(): void };
+  /** The sweeper's view of the sidecar, from Running on. */
+  tracker?: Tracker;
+}
+
 export class LocalBackendStore implements BackendStore {
   readonly namespace: string;
   private readonly items = new Map<string, SessionLivedBackend>();
   private readonly listeners = new BackendListeners();
   /** By uid: live runs, and runs still stopping after their backend is gone. */
   private readonly runs = new Map<string, BackendRun>();
+  /** By uid, while the backend exists. */
+  private readonly controls = new Map<string, Control>();
   private readonly stopping = new Set<Promise<void>>();
-  private readonly retention = new Map<string, NodeJS.Timeout>();
   private readonly ports: PortAllocator;
   private readonly host: string;
   private readonly logger: Logger;
+  private readonly sidecar: SidecarSettings;
   private watchdog?: Watchdog;
   private rv = 0;
   private running = false;
@@ -78,6 +147,7 @@ export class LocalBackendStore implements BackendStore {
     this.host = opts.host ?? '127.0.0.1';
     this.ports = opts.ports ?? new PortAllocator({ host: this.host, min: 20000, max: 29999 });
     this.logger = opts.logger;
+    this.sidecar = { heartbeatSeconds: 5, holdTimeoutMs: 30_000, holdMaxQueued: 1000, shutdownGraceMs: 1000, ...opts.sidecar };
   }
 
   // ---- lifecycle ----
@@ -96,10 +166,9 @@ export class LocalBackendStore implements BackendStore {
   async stop(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const c of this.controls.values()) this.quiet(c);
     for (const uid of [...this.runs.keys()]) this.stopRun(uid);
     await Promise.all([...this.stopping]);
-    for (const t of this.retention.values()) clearTimeout(t);
-    this.retention.clear();
     this.watchdog?.close();
     process.off('exit', this.onProcessExit);
     this.running = false;
@@ -135,30 +204,15 @@ export class LocalBackendStore implements BackendStore {
     delete stored.status;
     this.items.set(name, stored);
     const uid = stored.metadata.uid as string;
-    const run = new BackendRun(clone(stored), {
-      images: this.opts.images,
-      ports: this.ports,
-      watchdog: this.watchdog,
-      logger: this.logger,
-      sidecarLogger: this.opts.sidecarLogger ?? this.logger,
-      host: this.host,
-      nodeName: this.opts.nodeName ?? LOCAL_NODE_NAME,
-      stopGraceMs: this.stopGraceMs,
-      sidecar: { heartbeatSeconds: 5, holdTimeoutMs: 30_000, holdMaxQueued: 1000, shutdownGraceMs: 1000, ...this.opts.sidecar },
-      unreachableAfterMs: 30_000,
-      report: (t) => this.apply(name, uid, t),
-    });
-    this.runs.set(uid, run);
+    this.controls.set(uid, { name, uid, busy: false, dirty: false });
     this.logger.info('backend Submitted', {
       backend: name,
-      image: run.info.image,
+      image: stored.spec.template.containers[0].image,
       key: stored.metadata.annotations?.[ANNOTATION_KEY],
     });
     this.notify(name);
-    // As on a cluster, create answers with the object as submitted; the run reports from the next turn.
-    setImmediate(() => {
-      if (!run.isStopping) run.start();
-    });
+    // As on a cluster, create answers with the object as submitted; the operator acts from the next turn.
+    setImmediate(() => this.reconcile(uid));
     return clone(stored);
   }
 
@@ -175,12 +229,12 @@ export class LocalBackendStore implements BackendStore {
     if (!current) return undefined;
     const uid = current.metadata.uid as string;
     if (opts.uid && uid !== opts.uid) return undefined;
+    let last = current;
     if (opts.reason && !isTerminal(phaseOf(current))) {
-      this.update(name, uid, { phase: 'Swept', reason: opts.reason, message: opts.message });
+      // Recorded as the API records it on a cluster; the reconcile this write starts may remove it already.
+      last = this.write(uid, { phase: 'Swept', reason: opts.reason, message: opts.message }, 'api') ?? last;
     }
-    const last = this.items.get(name) as SessionLivedBackend;
     this.remove(name, uid);
-    this.stopRun(uid);
     return clone(last);
   }
 
@@ -221,66 +275,214 @@ export class LocalBackendStore implements BackendStore {
     return this.opts.stopGraceMs ?? 5000;
   }
 
-  /** A transition reported by a run: applied if still possible, then the consequences. */
-  private apply(name: string, uid: string, t: Transition): boolean {
-    if (!this.update(name, uid, t)) return false;
-    if (isTerminal(t.phase)) this.finish(name, uid, t.phase);
-    return true;
+  private get failedRetentionMs(): number {
+    return (this.opts.failedRetentionSeconds ?? DEFAULT_FAILED_RETENTION_SECONDS) * 1000;
   }
 
-  private update(name: string, uid: string, t: Transition): boolean {
-    const current = this.items.get(name);
-    if (!current || current.metadata.uid !== uid) return false;
-    const verdict = planTransition(current, t, 'operator', new Date());
-    if (!verdict.ok) return false;
-    const status = verdict.status;
-    const metadata = { ...current.metadata, resourceVersion: String(++this.rv) };
-    // The operator labels a scheduled backend with its node, so sweepers can select theirs.
-    if (t.fields?.nodeName) metadata.labels = { ...(metadata.labels ?? {}), [LABEL_SPAWNER_GROUP]: t.fields.nodeName };
-    this.items.set(name, { ...current, metadata, status });
-    this.logPhase(name, uid, t);
-    this.notify(name);
-    return true;
+  /** A run whose Pod exists: not one being stopped (its Pod is being deleted). */
+  private liveRun(uid: string): BackendRun | undefined {
+    const run = this.runs.get(uid);
+    return run && !run.isStopping ? run : undefined;
   }
 
-  private logPhase(name: string, uid: string, t: Transition): void {
-    const info = this.runs.get(uid)?.info;
-    const fields: Record<string, unknown> = { backend: name, phase: t.phase, image: info?.image };
+  private reconcile(uid: string): void {
+    const c = this.controls.get(uid);
+    if (!c || this.closed) return;
+    if (c.busy) {
+      c.dirty = true;
+      return;
+    }
+    c.busy = true;
+    try {
+      for (let pass = 0; pass < MAX_PASSES; pass++) {
+        c.dirty = false;
+        this.pass(c);
+        if (!c.dirty || !this.controls.has(uid)) return;
+      }
+      this.logger.warn('reconcile did not settle; looking again shortly', { backend: c.name });
+      this.arm(c, 100);
+    } catch (err) {
+      this.logger.error('reconcile failed; looking again shortly', { backend: c.name, error: err });
+      this.arm(c, 1000);
+    } finally {
+      c.busy = false;
+    }
+  }
+
+  /** One decide-and-apply, as the operator's reconcile of one key. */
+  private pass(c: Control): void {
+    const backend = this.items.get(c.name);
+    if (!backend || backend.metadata.uid !== c.uid) {
+      this.forget(c.uid);
+      return;
+    }
+    const run = this.liveRun(c.uid);
+    const plan = decide({
+      backend,
+      pod: run?.pod,
+      service: run?.service,
+      // No cache here: a Pod that is not there is gone.
+      podConfirmedMissing: true,
+      now: new Date(),
+      failedRetentionMs: this.failedRetentionMs,
+    });
+    for (const action of plan.actions) {
+      if (!this.controls.has(c.uid)) return;
+      switch (action.kind) {
+        case 'createPod':
+        case 'createService':
+          // The run is both. Created at once, so the next pass plans from them.
+          this.startRun(backend);
+          c.dirty = true;
+          return;
+        case 'transition':
+          this.write(c.uid, action.transition, 'operator');
+          break;
+        case 'labelNode':
+          this.label(c.uid, action.node);
+          break;
+        case 'deleteChildren':
+          this.stopRun(c.uid);
+          break;
+        case 'deleteBackend': {
+          const phase = phaseOf(backend);
+          if (phase === 'Failed') {
+            this.logger.info('removed failed backend after its retention', {
+              backend: c.name,
+              seconds: this.failedRetentionMs / 1000,
+            });
+          }
+          this.remove(c.name, c.uid);
+          return;
+        }
+        case 'deleteStale':
+        case 'confirmPodGone':
+          // Neither happens here: a run belongs to its backend's uid, and a missing Pod is confirmed.
+          break;
+      }
+    }
+    if (!this.controls.has(c.uid)) return;
+    this.arm(c, plan.requeueAfterMs);
+    this.follow(c);
+  }
+
+  /** The plan's next deadline: one timer per backend, replaced at each pass. */
+  private arm(c: Control, delayMs: number | undefined): void {
+    c.timer?.clear();
+    c.timer = delayMs === undefined ? undefined : longTimeout(() => this.reconcile(c.uid), delayMs);
+  }
+
+  /**
+   * Applies `t` as `writer` through common's transition module, then reconciles; the backend as
+   * written, or undefined when the transition is refused. Status that would not change is not
+   * written (no new resourceVersion, nothing for watchers).
+   */
+  private write(uid: string, t: Transition, writer: Writer): SessionLivedBackend | undefined {
+    const c = this.controls.get(uid);
+    const current = c ? this.items.get(c.name) : undefined;
+    if (!c || !current || current.metadata.uid !== uid) return undefined;
+    const verdict = planTransition(current, this.localAddresses(uid, t), writer, new Date());
+    if (!verdict.ok) {
+      this.logger.debug('transition not applied', { backend: c.name, writer, to: t.phase, why: verdict.refused });
+      return undefined;
+    }
+    if (isDeepStrictEqual(verdict.status, current.status)) return current;
+    const from = phaseOf(current);
+    const next: SessionLivedBackend = {
+      ...current,
+      metadata: { ...current.metadata, resourceVersion: String(++this.rv) },
+      status: verdict.status,
+    };
+    this.items.set(c.name, next);
+    if (phaseOf(next) !== from) this.logPhase(next, writer);
+    this.notify(c.name);
+    this.reconcile(uid);
+    return next;
+  }
+
+  /**
+   * `decide` writes the cluster's addresses (the Service's DNS name, the sidecar's port 9090); here
+   * the backend is reached at its sidecar's own port on this machine, once it listens.
+   */
+  private localAddresses(uid: string, t: Transition): Transition {
+    if (!t.fields || !('url' in t.fields || 'port' in t.fields)) return t;
+    const fields = { ...t.fields };
+    delete fields.url;
+    delete fields.port;
+    const port = this.liveRun(uid)?.servePort;
+    if (port) Object.assign(fields, { port, url: `http://${this.host}:${port}/` });
+    return { ...t, fields };
+  }
+
+  /** The operator labels a scheduled backend with its node, so sweepers can select theirs. */
+  private label(uid: string, node: string): void {
+    const c = this.controls.get(uid);
+    const current = c ? this.items.get(c.name) : undefined;
+    if (!c || !current || current.metadata.labels?.[LABEL_SPAWNER_GROUP] === node) return;
+    const labels = { ...(current.metadata.labels ?? {}), [LABEL_SPAWNER_GROUP]: node };
+    this.items.set(c.name, { ...current, metadata: { ...current.metadata, labels, resourceVersion: String(++this.rv) } });
+    this.notify(c.name);
+    this.reconcile(uid);
+  }
+
+  private logPhase(backend: SessionLivedBackend, writer: Writer): void {
+    const s = backend.status ?? {};
+    const phase = phaseOf(backend);
+    const info = this.runs.get(backend.metadata.uid ?? '')?.info;
+    const fields: Record<string, unknown> = { backend: backend.metadata.name, phase, image: info?.image };
     if (info?.pid !== undefined) fields.pid = info.pid;
-    if (t.phase === 'Running' && info?.command) fields.command = info.command.join(' ');
+    if (phase === 'Running' && info?.command) fields.command = info.command.join(' ');
     if (info?.appPort !== undefined) fields.appPort = info.appPort;
     if (info?.servePort !== undefined) fields.sidecarPort = info.servePort;
     if (info?.adminPort !== undefined) fields.adminPort = info.adminPort;
-    if (t.reason) fields.reason = t.reason;
-    if (t.message) fields.message = t.message;
-    if (t.phase === 'Failed') this.logger.warn(`backend ${t.phase}`, fields);
-    else this.logger.info(`backend ${t.phase}`, fields);
+    if (isTerminal(phase)) Object.assign(fields, { reason: s.reason, message: s.message, by: writer });
+    if (s.exitCode !== undefined && isTerminal(phase)) fields.exitCode = s.exitCode;
+    if (phase === 'Failed') this.logger.warn(`backend ${phase}`, fields);
+    else this.logger.info(`backend ${phase}`, fields);
   }
 
-  private finish(name: string, uid: string, phase: Phase): void {
+  /** Removes the backend (this incarnation); its run goes with it, as Kubernetes' garbage collector does. */
+  private remove(name: string, uid: string): void {
+    this.forget(uid);
     this.stopRun(uid);
-    if (phase === 'Swept') {
-      this.remove(name, uid);
-      return;
-    }
-    const seconds = this.opts.failedRetentionSeconds ?? 300;
-    const timer = setTimeout(() => {
-      this.retention.delete(uid);
-      if (this.remove(name, uid)) this.logger.info('removed failed backend after its retention', { backend: name, seconds });
-    }, seconds * 1000);
-    timer.unref();
-    this.retention.set(uid, timer);
-  }
-
-  private remove(name: string, uid: string): boolean {
     const current = this.items.get(name);
-    const timer = this.retention.get(uid);
-    if (timer) clearTimeout(timer);
-    this.retention.delete(uid);
-    if (!current || current.metadata.uid !== uid) return false;
+    if (!current || current.metadata.uid !== uid) return;
     this.items.delete(name);
     this.notify(name);
-    return true;
+  }
+
+  private forget(uid: string): void {
+    const c = this.controls.get(uid);
+    if (!c) return;
+    this.quiet(c);
+    this.controls.delete(uid);
+  }
+
+  /** No timer, no tracker. */
+  private quiet(c: Control): void {
+    c.timer?.clear();
+    c.timer = undefined;
+    c.tracker?.close();
+    c.tracker = undefined;
+  }
+
+  private startRun(backend: SessionLivedBackend): void {
+    const uid = backend.metadata.uid as string;
+    if (this.runs.has(uid) || this.closed) return;
+    const run = new BackendRun(clone(backend), {
+      images: this.opts.images,
+      ports: this.ports,
+      watchdog: this.watchdog,
+      logger: this.logger,
+      sidecarLogger: this.opts.sidecarLogger ?? this.logger,
+      host: this.host,
+      nodeName: this.opts.nodeName ?? LOCAL_NODE_NAME,
+      stopGraceMs: this.stopGraceMs,
+      sidecar: this.sidecar,
+      onChange: () => this.reconcile(uid),
+    });
+    this.runs.set(uid, run);
+    run.start();
   }
 
   private stopRun(uid: string): void {
@@ -294,6 +496,49 @@ export class LocalBackendStore implements BackendStore {
         this.stopping.delete(done);
       });
     this.stopping.add(done);
+  }
+
+  // ---- the sweeper's part ----
+
+  /**
+   * Follows the sidecar of a backend at Running or later with the sweeper's Tracker, its idle
+   * countdown from the backend's first Ready (never idle before); stops following at the end.
+   */
+  private follow(c: Control): void {
+    const backend = this.items.get(c.name);
+    const run = this.liveRun(c.uid);
+    const phase = backend ? phaseOf(backend) : undefined;
+    if (!backend || !run || !phase || isTerminal(phase)) {
+      c.tracker?.close();
+      c.tracker = undefined;
+      return;
+    }
+    if (phaseRank(phase) < phaseRank('Running') || run.info.adminPort === undefined) return;
+    const countdownFrom = wasReady(backend) ? (phaseTime(backend, 'Ready') ?? Date.now()) : undefined;
+    if (c.tracker) {
+      c.tracker.setIdleCountdownFrom(countdownFrom);
+      return;
+    }
+    const grace = backend.spec.gracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS;
+    c.tracker = new Tracker({
+      url: `http://${this.host}:${run.info.adminPort}/events`,
+      gracePeriodSeconds: grace,
+      idleCountdownFromMs: countdownFrom,
+      heartbeatSeconds: this.sidecar.heartbeatSeconds,
+      unreachableAfterMs: UNREACHABLE_AFTER_MS,
+      onIdle: () => {
+        const message = `idle for gracePeriodSeconds (${grace})`;
+        this.write(c.uid, { phase: 'Swept', reason: Reasons.IdleTimeout, message }, 'sweeper');
+      },
+      onUnreachable: (since) => {
+        this.logger.warn("the sidecar's state stream is down; not sweeping meanwhile", {
+          backend: c.name,
+          sinceMs: Date.now() - since,
+        });
+        return true;
+      },
+    });
+    c.tracker.start();
   }
 
   private notify(name: string): void {

@@ -13,8 +13,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { newBackend, type Phase, type SessionLivedBackend } from '../../common/src/backend';
-import { PHASES, phaseOf } from '../../common/src/lifecycle';
+import { newBackend, type SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, PHASES, phaseOf, phaseRank } from '../../common/src/lifecycle';
 import { ANNOTATION_TOKEN_HASH, SIDECAR_CONTAINER } from '../../common/src/constants';
 import { BACKENDS, EVENTS, PODS, SERVICES } from '../../common/src/kube/resources';
 import { loadOperatorConfig } from '../../operator/src/config';
@@ -52,7 +52,6 @@ export interface SpawnPipelineOptions {
 
 const API_TOKEN = 'bench-api-token-0123456789abcdef';
 const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
-const RANK = Object.fromEntries(PHASES.map((p, i) => [p, i])) as Record<Phase, number>;
 
 interface Item {
   sentAt: number;
@@ -141,7 +140,7 @@ async function spawnerRound(session: ClusterSession, opts: SpawnPipelineOptions,
     const seen = items.get(name)?.seen ?? early.get(name) ?? {};
     if (!items.has(name)) early.set(name, seen);
     const phase = phaseOf(b);
-    for (const p of PHASES) if (RANK[p] <= RANK[phase] && seen[p] === undefined && p !== 'Failed' && p !== 'Swept') seen[p] = at;
+    for (const p of PHASES) if (!isTerminal(p) && phaseRank(p) <= phaseRank(phase) && seen[p] === undefined) seen[p] = at;
     if (phase === 'Failed') seen.Failed ??= at;
   });
   await follower.start();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { V1Pod } from '@kubernetes/client-node';
 import { type Phase, type SessionLivedBackend } from '../../common/src/backend';
-import { phaseOf } from '../../common/src/lifecycle';
+import { phaseOf, phaseRank } from '../../common/src/lifecycle';
 import { BACKENDS, PODS } from '../../common/src/kube/resources';
 import { adminClient, ROOT, runCommand } from './cluster';
 
@@ -328,10 +328,8 @@ export class NamespaceRecorder {
 
   /** Backends whose recorded phases went backwards (a later phase seen before an earlier one). */
   backwards(): string[] {
-    const order: Phase[] = ['Submitted', 'Constructed', 'Scheduled', 'Running', 'Ready', 'Swept', 'Failed'];
-    const rank = (p: Phase): number => Math.min(order.indexOf(p), 5);
     return [...this.backends.entries()]
-      .filter(([, r]) => r.phases.some((p, i) => i > 0 && rank(p.phase) < rank(r.phases[i - 1].phase)))
+      .filter(([, r]) => r.phases.some((p, i) => i > 0 && phaseRank(p.phase) < phaseRank(r.phases[i - 1].phase)))
       .map(([n]) => n);
   }
 }

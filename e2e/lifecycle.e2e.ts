@@ -201,24 +201,27 @@ describeWithAgent('lifecycle', () => {
   });
 
   test('lifecycle: racing writers never move a phase back — sweeper, client and a failing app end one backend at once: one ending, one reason, one terminal Event', async () => {
-    const rounds = 5;
+    // When the app exits (after its start, about 1 s before Ready) and when the client deletes
+    // (after Ready), per round; the sweeper's idle verdict comes 2 s after Ready. The first three
+    // rounds let each writer win once, the last two put all three within ~100 ms.
+    const exitAfterMs = [1_600, 4_000, 4_000, 2_900, 3_000];
+    const clientAfterReadyMs = [1_500, 1_200, 2_600, 1_950, 2_000];
+    const rounds = exitAfterMs.length;
     const endings: string[] = [];
     for (let i = 0; i < rounds; i++) {
       const name = `race-${i}`;
       const rec = record(ns.name, name);
       try {
-        // Idle 2 s after Ready, the app failing about then, and the client deleting too; the
-        // moments shift from round to round so that each writer gets to win some.
         await kube.create(
           BACKENDS,
           ns.name,
           backendManifest(name, ns.name, {
-            env: { EXIT_AFTER_MS: String(2200 + 500 * i), EXIT_CODE: '7' },
+            env: { EXIT_AFTER_MS: String(exitAfterMs[i]), EXIT_CODE: '7' },
             spec: { gracePeriodSeconds: 2 },
           }),
         );
         const ready = await waitBackend(ns.name, name, 'Ready', phaseIs('Ready', 'Swept', 'Failed'), 90_000);
-        const wait = Math.max(0, (phaseTime(ready, 'Ready') ?? Date.now()) + 1_200 + i * 400 - Date.now());
+        const wait = Math.max(0, (phaseTime(ready, 'Ready') ?? Date.now()) + clientAfterReadyMs[i] - Date.now());
         await sleep(wait);
         const current = await kube.get<SessionLivedBackend>(BACKENDS, ns.name, name);
         const client = current

@@ -11,6 +11,8 @@
  *   just created is visible, one it just deleted is not. `{fresh: true}` asks the source of truth.
  * - `watch` delivers the current object first, then every change, then `undefined` once the
  *   backend is gone. Listeners must tolerate repeated deliveries of the same state.
+ * - `ended` answers for a deleted backend, for a while, with its last state: a store records it
+ *   (ended-backends.ts) before its watchers hear `undefined`, so they can ask why it went.
  */
 import type { SessionLivedBackend } from '../../common/src/backend';
 import type { Requirement } from '../../common/src/kube/selectors';
@@ -64,6 +66,16 @@ export interface BackendStore {
    * every change, then undefined when it is deleted. Returns the unsubscribe function.
    */
   watch(name: string, listener: BackendListener): () => void;
+
+  /**
+   * The last state of the backend of that name that was deleted within the last
+   * --ended-retention-seconds, always terminal (one deleted while live reads Swept,
+   * DeletedByClient); undefined for a live or unknown name. `get` never returns these: they are
+   * for answering "it ended, and why" once the resource is gone. Stores implement it with one
+   * EndedBackends (record when a backend disappears, `revived` when one appears).
+   * Optional until every store has it (local mode's); callers treat a missing one as "no record".
+   */
+  ended?(name: string): SessionLivedBackend | undefined;
 
   /** Where to proxy the backend's traffic, or undefined while it has no address yet. */
   endpoint(backend: SessionLivedBackend): Endpoint | undefined;

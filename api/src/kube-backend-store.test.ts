@@ -129,6 +129,64 @@ describe('KubeBackendStore', () => {
     expect((await store.list([{ key: 'team', op: 'in', values: ['b'] }])).map((b) => b.metadata.name)).toEqual(['spawner-h']);
   });
 
+  it('ended: its own delete is remembered at once with the recorded ending', async () => {
+    await store.create(backend('spawner-j'));
+    expect(store.ended('spawner-j')).toBeUndefined();
+    await store.delete('spawner-j', { reason: 'DeletedByClient', message: 'bye' });
+    expect(store.ended('spawner-j')?.status).toMatchObject({ phase: 'Swept', reason: 'DeletedByClient', message: 'bye' });
+    // The late watch event of that deletion keeps it.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(store.ended('spawner-j')?.status?.reason).toBe('DeletedByClient');
+    expect(await store.get('spawner-j')).toBeUndefined();
+  });
+
+  it('ended: deletions by others (the operator, kubectl) from the watch, before watchers hear of them', async () => {
+    await kube.create(BACKENDS, 'spawner', backend('spawner-k'));
+    await kube.create(BACKENDS, 'spawner', backend('spawner-l'));
+    await waitUntil(() => store.countLive() === 2);
+    const heard: Array<string | undefined> = [];
+    store.watch('spawner-k', (b) => {
+      if (!b) heard.push(store.ended('spawner-k')?.status?.reason);
+    });
+    // The operator deletes a Failed backend after its retention: its ending is kept as it was.
+    await kube.setStatus(BACKENDS, 'spawner', 'spawner-k', { phase: 'Failed', failed: true, reason: 'ImagePullError' });
+    await kube.delete(BACKENDS, 'spawner', 'spawner-k');
+    // kubectl delete of a live one: no ending was written.
+    await kube.setStatus(BACKENDS, 'spawner', 'spawner-l', { phase: 'Ready', ready: true, podIP: '10.2.0.1' });
+    await waitUntil(() => store.countLive() === 1);
+    await kube.delete(BACKENDS, 'spawner', 'spawner-l');
+    await waitUntil(() => heard.length === 1 && store.ended('spawner-l') !== undefined);
+    expect(heard).toEqual(['ImagePullError']);
+    expect(store.ended('spawner-k')?.status).toMatchObject({ phase: 'Failed', reason: 'ImagePullError' });
+    expect(store.ended('spawner-l')?.status).toMatchObject({ phase: 'Swept', reason: 'DeletedByClient' });
+  });
+
+  it('ended: a new backend under the name replaces the record', async () => {
+    await store.create(backend('spawner-m'));
+    await store.delete('spawner-m', { reason: 'DeletedByClient' });
+    expect(store.ended('spawner-m')).toBeDefined();
+    await store.create(backend('spawner-m'));
+    expect(store.ended('spawner-m')).toBeUndefined();
+    // Created by someone else: the watch brings the news.
+    await kube.delete(BACKENDS, 'spawner', 'spawner-m');
+    await waitUntil(() => store.ended('spawner-m') !== undefined);
+    await kube.create(BACKENDS, 'spawner', backend('spawner-m'));
+    await waitUntil(() => store.ended('spawner-m') === undefined);
+  });
+
+  it('ended: remembers nothing with a retention of 0', async () => {
+    const off = new KubeBackendStore({ client: kube, namespace: 'spawner', logger: silent, endedRetentionSeconds: 0 });
+    await off.start();
+    await off.waitForSync();
+    try {
+      await off.create(backend('spawner-n'));
+      await off.delete('spawner-n', { reason: 'DeletedByClient' });
+      expect(off.ended('spawner-n')).toBeUndefined();
+    } finally {
+      await off.stop();
+    }
+  });
+
   it('a fresh get asks the API server', async () => {
     await kube.create(BACKENDS, 'spawner', backend('spawner-i'));
     expect(await store.get('spawner-i')).toBeUndefined(); // the watch has not told us yet

@@ -10,6 +10,10 @@
  * delete-then-get back to back, so this store remembers its recent writes: a created object is
  * visible until the informer reports it, a deleted incarnation (by uid) is hidden until the
  * informer confirms the deletion.
+ *
+ * A deleted backend's last state is remembered for a while (`ended`, see ended-backends.ts): from
+ * this store's own deletes and from the informer's delete events, so a backend deleted by anyone
+ * (the operator once it is Swept, `kubectl delete`) is covered, on every API replica.
  */
 import { type SessionLivedBackend } from '../../common/src/backend';
 import { isTerminal, phaseOf, writeTransition } from '../../common/src/lifecycle';
@@ -21,6 +25,7 @@ import { matchesSelector, type Requirement } from '../../common/src/kube/selecto
 import type { KubeClient } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
 import { BackendListeners } from './backend-listeners';
+import { DEFAULT_ENDED_RETENTION_SECONDS, EndedBackends } from './ended-backends';
 import {
   BackendAlreadyExistsError,
   type BackendListener,
@@ -39,6 +44,8 @@ export interface KubeBackendStoreOptions {
   sidecarPort?: number;
   now?: () => Date;
   onWatchError?: (err: unknown) => void;
+  /** How long a deleted backend's last state is remembered (`ended`). */
+  endedRetentionSeconds?: number;
 }
 
 interface Remembered {
@@ -55,11 +62,16 @@ export class KubeBackendStore implements BackendStore {
   /** Deleted by us, maybe still in the cache (by uid → expiry). */
   private readonly deleted = new Map<string, number>();
   private readonly ttl: number;
+  private readonly endedBackends: EndedBackends;
 
   constructor(private readonly opts: KubeBackendStoreOptions) {
     this.namespace = opts.namespace;
     this.listeners = new BackendListeners((name, err) => opts.logger.warn('backend listener failed', { name, error: err }));
     this.ttl = opts.overlayTtlMs ?? 60_000;
+    this.endedBackends = new EndedBackends({
+      retentionMs: (opts.endedRetentionSeconds ?? DEFAULT_ENDED_RETENTION_SECONDS) * 1000,
+      now: () => this.now().getTime(),
+    });
     this.informer = new Informer<SessionLivedBackend>(
       opts.client,
       BACKENDS,
@@ -99,6 +111,7 @@ export class KubeBackendStore implements BackendStore {
       throw err;
     }
     if (!this.informer.get(this.namespace, name)) this.created.set(name, { obj: stored, expires: Date.now() + this.ttl });
+    this.endedBackends.revived(stored);
     return stored;
   }
 
@@ -144,8 +157,13 @@ export class KubeBackendStore implements BackendStore {
     this.emit(name, current);
     if (uid) this.deleted.set(uid, Date.now() + this.ttl);
     this.created.delete(name);
+    this.endedBackends.record(current);
     this.emit(name, undefined);
     return current;
+  }
+
+  ended(name: string): SessionLivedBackend | undefined {
+    return this.endedBackends.get(name);
   }
 
   watch(name: string, listener: BackendListener): () => void {
@@ -216,6 +234,7 @@ export class KubeBackendStore implements BackendStore {
   private onUpsert(obj: SessionLivedBackend): void {
     const name = obj.metadata.name ?? '';
     if (this.created.get(name)?.obj.metadata.uid === obj.metadata.uid) this.created.delete(name);
+    this.endedBackends.revived(obj);
     if (this.isDeleted(obj)) return;
     this.emit(name, obj);
   }
@@ -227,9 +246,12 @@ export class KubeBackendStore implements BackendStore {
     if (uid) this.deleted.delete(uid);
     const mine = this.created.get(name);
     if (mine && mine.obj.metadata.uid === uid) this.created.delete(name);
+    // Remembered before watchers hear of it (they ask why it ended), unless a successor holds the name.
+    const successor = this.cached(name);
+    if (!successor) this.endedBackends.record(obj);
     // Our own deletes were announced already; a successor may exist under the same name.
     if (wasHidden) return;
-    this.emit(name, this.cached(name));
+    this.emit(name, successor);
   }
 
   private emit(name: string, obj: SessionLivedBackend | undefined): void {

@@ -20,6 +20,7 @@ import {
   type GetOptions,
 } from './backend-store';
 import { BackendListeners } from './backend-listeners';
+import { DEFAULT_ENDED_RETENTION_SECONDS, EndedBackends } from './ended-backends';
 
 const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
 
@@ -29,12 +30,15 @@ export interface MemoryBackendStoreOptions {
   endpointOf?: (backend: SessionLivedBackend) => Endpoint | undefined;
   createDelayMs?: number;
   now?: () => Date;
+  /** How long a deleted backend's last state is remembered (`ended`). */
+  endedRetentionSeconds?: number;
 }
 
 export class MemoryBackendStore implements BackendStore {
   readonly namespace: string;
   private readonly items = new Map<string, SessionLivedBackend>();
   private readonly listeners = new BackendListeners();
+  private readonly endedBackends: EndedBackends;
   private rv = 0;
   private isReady = true;
   /** Makes the next store call fail with this error (fault injection for tests). */
@@ -43,6 +47,10 @@ export class MemoryBackendStore implements BackendStore {
 
   constructor(private readonly opts: MemoryBackendStoreOptions = {}) {
     this.namespace = opts.namespace ?? 'spawner';
+    this.endedBackends = new EndedBackends({
+      retentionMs: (opts.endedRetentionSeconds ?? DEFAULT_ENDED_RETENTION_SECONDS) * 1000,
+      now: () => this.now().getTime(),
+    });
   }
 
   private now(): Date {
@@ -79,6 +87,7 @@ export class MemoryBackendStore implements BackendStore {
       creationTimestamp: this.now().toISOString() as unknown as Date,
     };
     this.items.set(name, stored);
+    this.endedBackends.revived(stored);
     this.notify(name);
     return clone(stored);
   }
@@ -103,12 +112,17 @@ export class MemoryBackendStore implements BackendStore {
     }
     const last = this.items.get(name) as SessionLivedBackend;
     this.items.delete(name);
+    this.endedBackends.record(clone(last));
     this.notify(name);
     return clone(last);
   }
 
   watch(name: string, listener: BackendListener): () => void {
     return this.listeners.add(name, listener, () => clone(this.items.get(name)));
+  }
+
+  ended(name: string): SessionLivedBackend | undefined {
+    return clone(this.endedBackends.get(name));
   }
 
   endpoint(backend: SessionLivedBackend): Endpoint | undefined {
@@ -154,9 +168,13 @@ export class MemoryBackendStore implements BackendStore {
     return clone(this.items.get(name));
   }
 
-  /** Deletes without recording anything, as `kubectl delete` would. */
+  /** Deletes without recording an ending, as `kubectl delete` would. */
   remove(name: string): void {
-    if (this.items.delete(name)) this.notify(name);
+    const last = this.items.get(name);
+    if (!last) return;
+    this.items.delete(name);
+    this.endedBackends.record(clone(last));
+    this.notify(name);
   }
 
   listenerCount(name?: string): number {

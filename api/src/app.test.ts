@@ -130,7 +130,7 @@ describe('v1 backends', () => {
     expect(body.spec.httpPort).toBe(80);
   });
 
-  it('gets, lists with filters, deletes (202, recorded as DeletedByClient), then 404', async () => {
+  it('gets, lists with filters, deletes (202, recorded as DeletedByClient), then answers its last state', async () => {
     const a = await jsonOf(await h.api('/v1/backends', json({ image: 'x', labels: { team: 'a', tier: 'x' } })));
     const b = await jsonOf(await h.api('/v1/backends', json({ image: 'x', labels: { team: 'b' } })));
     const c = await jsonOf(await h.api('/v1/backends', json({ image: 'x', key: 'doc-1' })));
@@ -162,7 +162,11 @@ describe('v1 backends', () => {
     conforms('Backend', last);
     expect(last).toMatchObject({ phase: 'Swept', reason: 'DeletedByClient' });
     expect(watched).toContain('Swept/DeletedByClient');
-    expect((await h.api(`/v1/backends/${a.name}`)).status).toBe(404);
+    // Gone from the lists, but still answerable for --ended-retention-seconds (ended-routes.test.ts).
+    expect(await names('')).toEqual([b.name, c.name].sort());
+    const after = await h.api(`/v1/backends/${a.name}`);
+    expect(after.status).toBe(200);
+    expect(await jsonOf(after)).toMatchObject({ name: a.name, phase: 'Swept', reason: 'DeletedByClient' });
     expect((await h.api(`/v1/backends/${a.name}`, { method: 'DELETE' })).status).toBe(404);
   });
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { SIDECAR_SERVE_PORT } from '../../common/src/constants';
 import { loadConfig, ConfigError, type ConfigSpec } from '../../common/src/config';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
+import { DEFAULT_ENDED_MAX_ENTRIES, DEFAULT_ENDED_RETENTION_SECONDS } from './ended-backends';
 
 export interface ApiConfig {
   host: string;
@@ -34,6 +35,7 @@ export interface ApiConfig {
   sseHeartbeatSeconds: number;
   streamMaxSeconds: number;
   waitMaxSeconds: number;
+  endedRetentionSeconds: number;
   trustProxy: boolean;
   logLevel: LogLevel;
 }
@@ -145,6 +147,13 @@ export const API_CONFIG: ConfigSpec = {
         default: 300,
         minimum: 0,
         maximum: 300,
+      },
+      endedRetentionSeconds: {
+        type: 'integer',
+        description: `How long a deleted backend's terminal phase and reason stay answerable on its status routes (then 404); 0: not at all. Remembered in memory by each replica, at most ${DEFAULT_ENDED_MAX_ENTRIES} backends.`,
+        default: DEFAULT_ENDED_RETENTION_SECONDS,
+        minimum: 0,
+        maximum: 86400,
       },
       trustProxy: { type: 'boolean', description: 'Trust X-Forwarded-Proto/Host when building URLs.', default: false },
       logLevel: { type: 'string', enum: LOG_LEVELS, description: 'Log level.', default: 'info' },

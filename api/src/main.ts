@@ -37,7 +37,12 @@ async function main(): Promise<void> {
   });
 
   const client = new HttpKubeClient(await loadCredentials(config.kubeconfig));
-  const store = new KubeBackendStore({ client, namespace: config.namespace, logger });
+  const store = new KubeBackendStore({
+    client,
+    namespace: config.namespace,
+    logger,
+    endedRetentionSeconds: config.endedRetentionSeconds,
+  });
   await store.start();
 
   const servers = await startServers({ store, config, auth, tokens, metrics, logger });

@@ -59,10 +59,12 @@ describe('GET /v1/backends/:name/events', () => {
     expect(events.map((e) => JSON.parse(e.data).phase)).toEqual(['Running', 'Swept']);
   });
 
-  it('ends when the backend is deleted, and stops watching when the client goes away', async () => {
+  it('ends when the backend is deleted (with the ending recorded for it), and stops watching when the client goes away', async () => {
     const { name } = await jsonOf(await h.api('/v1/backends', json({ image: 'x' })));
+    // Deleted outright (kubectl delete), without an ending written: the store records Swept, DeletedByClient.
     const events = await collect(await h.api(`/v1/backends/${name}/events`), () => setTimeout(() => h.store.remove(name), 10));
-    expect(events.map((e) => JSON.parse(e.data).phase)).toEqual(['Submitted']);
+    expect(events.map((e) => JSON.parse(e.data).phase)).toEqual(['Submitted', 'Swept']);
+    expect(JSON.parse(events[1].data)).toMatchObject({ reason: 'DeletedByClient' });
 
     const { name: other } = await jsonOf(await h.api('/v1/backends', json({ image: 'x' })));
     const abort = new AbortController();

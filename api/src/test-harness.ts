@@ -34,8 +34,12 @@ export async function startHarness(
   overrides: Partial<ApiConfig> = {},
   storeOptions: MemoryBackendStoreOptions = {},
 ): Promise<Harness> {
-  const store = new MemoryBackendStore({ namespace: 'spawner', ...storeOptions });
   const config = apiConfig({ host: '127.0.0.1', port: 0, entryPointHost: '127.0.0.1', entryPointPort: 0, ...overrides });
+  const store = new MemoryBackendStore({
+    namespace: 'spawner',
+    endedRetentionSeconds: config.endedRetentionSeconds,
+    ...storeOptions,
+  });
   const metrics = new ApiMetrics(createRegistry('api-test', false));
   const tokens = new ConnectionTokens(SIGNING_SECRET);
   const logger = createLogger('api-test', 'error', () => undefined);

@@ -1,7 +1,9 @@
 /**
  * The original Spawner's endpoints: same paths, bodies and status codes, so its clients work.
  * A terminal backend's /ready answers 410 Gone (the original had no terminal phases): it will
- * never be ready, and a polling client should stop and spawn again.
+ * never be ready, and a polling client should stop and spawn again. As in the original, a backend
+ * that ended stays answerable after its resource is deleted (--ended-retention-seconds): /status
+ * gives its terminal state, /ready 410 with the reason, the stream replays it and ends.
  */
 import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
 import type { SpawnRequest } from '../../client/types';
@@ -10,7 +12,7 @@ import { ApiError } from '../errors';
 import { createBackend } from '../use-cases/create-backend';
 import { phaseEvents } from '../use-cases/follow-backend';
 import { getBackend } from '../use-cases/manage-backends';
-import { LAST_EVENT_ID, LIMITED, NOT_FOUND, SSE_DESCRIPTION, UNAVAILABLE, err } from './common-docs';
+import { ENDED_NOTE, LAST_EVENT_ID, LIMITED, NOT_FOUND_OR_FORGOTTEN, SSE_DESCRIPTION, UNAVAILABLE, err } from './common-docs';
 import type { RouteContext } from './context';
 import { streamPhases } from './phase-stream';
 import { inputs, type RouteDef } from './route-def';
@@ -49,6 +51,7 @@ export function legacyRoutes(ctx: RouteContext): RouteDef[] {
       path: '/backend/:id/ready',
       operationId: 'legacyReady',
       summary: 'Redirect to the backend once it is Ready (original API)',
+      description: ENDED_NOTE,
       tags: ['original'],
       auth: 'bearer-or-backend-token',
       pathParams: ID,
@@ -59,9 +62,11 @@ export function legacyRoutes(ctx: RouteContext): RouteDef[] {
           schema: 'ReadyRedirect',
           headers: { Location: { description: 'The backend URL.', schema: { type: 'string' } } },
         },
-        404: NOT_FOUND,
+        404: NOT_FOUND_OR_FORGOTTEN,
         409: err('Not Ready yet; poll again.'),
-        410: err('The backend ended (Swept or Failed) and will never be Ready.'),
+        410: err(
+          'The backend ended (Swept or Failed, maybe deleted since) and will never be Ready; details has phase and reason.',
+        ),
       },
       handler: async (req, res) => {
         const backend = await getBackend(store, req.params.id as string);
@@ -82,11 +87,15 @@ export function legacyRoutes(ctx: RouteContext): RouteDef[] {
       path: '/backend/:id/status',
       operationId: 'legacyStatus',
       summary: "The backend's current phase and when it was reached (original API)",
+      description: ENDED_NOTE,
       tags: ['original'],
       auth: 'bearer-or-backend-token',
       pathParams: ID,
       query: 'TokenQuery',
-      responses: { 200: { description: 'The current phase (`state`).', schema: 'LegacyStatus' }, 404: NOT_FOUND },
+      responses: {
+        200: { description: 'The current phase (`state`); the terminal one for a backend that ended.', schema: 'LegacyStatus' },
+        404: NOT_FOUND_OR_FORGOTTEN,
+      },
       handler: async (req, res) => {
         const events = phaseEvents(await getBackend(store, req.params.id as string));
         const last = events[events.length - 1];
@@ -111,7 +120,7 @@ export function legacyRoutes(ctx: RouteContext): RouteDef[] {
           schema: 'LegacyStatus',
         },
         204: { description: 'The stream already ended (a reconnect after the terminal event).' },
-        404: NOT_FOUND,
+        404: NOT_FOUND_OR_FORGOTTEN,
       },
       handler: async (req, res) => {
         await streamPhases(ctx, req, res, req.params.id as string, (e) => ({ state: e.phase, time: e.time }));

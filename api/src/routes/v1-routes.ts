@@ -7,7 +7,7 @@ import { DEFAULT_WAIT_SECONDS } from '../openapi';
 import { createBackend } from '../use-cases/create-backend';
 import { isReady, waitFor } from '../use-cases/follow-backend';
 import { deleteBackend, getBackend, listBackends, type ListFilter } from '../use-cases/manage-backends';
-import { LAST_EVENT_ID, LIMITED, NOT_FOUND, SSE_DESCRIPTION, UNAVAILABLE, err } from './common-docs';
+import { ENDED_NOTE, LAST_EVENT_ID, LIMITED, NOT_FOUND_OR_FORGOTTEN, SSE_DESCRIPTION, UNAVAILABLE, err } from './common-docs';
 import type { RouteContext } from './context';
 import { streamPhases } from './phase-stream';
 import { inputs, type RouteDef } from './route-def';
@@ -68,10 +68,14 @@ export function v1Routes(ctx: RouteContext): RouteDef[] {
       path: '/v1/backends/:name',
       operationId: 'getBackend',
       summary: 'Get a backend',
+      description: ENDED_NOTE,
       tags: ['backends'],
       auth: 'bearer',
       pathParams: NAME,
-      responses: { 200: { description: 'The backend.', schema: 'Backend' }, 404: NOT_FOUND },
+      responses: {
+        200: { description: 'The backend (its last state, if it ended and was deleted).', schema: 'Backend' },
+        404: NOT_FOUND_OR_FORGOTTEN,
+      },
       handler: async (req, res) => {
         const backend = await getBackend(store, req.params.name as string);
         res.json(urls.view(backend, publicBases(config, req)));
@@ -87,7 +91,7 @@ export function v1Routes(ctx: RouteContext): RouteDef[] {
       pathParams: NAME,
       responses: {
         202: { description: 'Deleted; its Pod and Service are being removed. The body is its last state.', schema: 'Backend' },
-        404: NOT_FOUND,
+        404: err('No such backend (also one already deleted, whose last state GET still answers for a while).'),
         503: UNAVAILABLE,
       },
       handler: async (req, res) => {
@@ -101,14 +105,15 @@ export function v1Routes(ctx: RouteContext): RouteDef[] {
       operationId: 'waitForBackend',
       summary: 'Long-poll until the backend is Ready',
       description:
-        "Answers 200 with the backend as soon as it is Ready, or when `timeoutSeconds` passes (then `phase` tells it is not Ready yet: call again); 409 when it ended (Swept, Failed, deleted) and will never be Ready. The longest wait is the server's --wait-max-seconds (the documented maximum).",
+        "Answers 200 with the backend as soon as it is Ready, or when `timeoutSeconds` passes (then `phase` tells it is not Ready yet: call again); 409 when it ended (Swept, Failed, deleted) and will never be Ready. The longest wait is the server's --wait-max-seconds (the documented maximum). " +
+        ENDED_NOTE,
       tags: ['backends'],
       auth: 'bearer-or-backend-token',
       pathParams: NAME,
       query: 'WaitQuery',
       responses: {
         200: { description: 'Ready, or not yet at the timeout (see `phase`).', schema: 'Backend' },
-        404: NOT_FOUND,
+        404: NOT_FOUND_OR_FORGOTTEN,
         409: err('The backend ended and will never be Ready; details has phase and reason.'),
       },
       handler: async (req, res) => {
@@ -166,7 +171,7 @@ export function v1Routes(ctx: RouteContext): RouteDef[] {
           schema: 'StatusEvent',
         },
         204: { description: 'The stream already ended (a reconnect after the terminal event).' },
-        404: NOT_FOUND,
+        404: NOT_FOUND_OR_FORGOTTEN,
       },
       handler: async (req, res) => {
         await streamPhases(ctx, req, res, req.params.name as string, ({ rank: _rank, ...event }) => event);

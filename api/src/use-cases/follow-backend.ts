@@ -43,8 +43,20 @@ export function phaseEvents(backend: SessionLivedBackend): PhaseEvent[] {
 export type FollowEnd = 'terminal' | 'gone';
 
 /**
+ * The store's record of how the backend that was just deleted ended, if it is the incarnation
+ * `seen` (or none was seen: the name was already gone when following started).
+ */
+function endOf(store: BackendStore, name: string, seen: SessionLivedBackend | undefined): SessionLivedBackend | undefined {
+  const last = store.ended?.(name);
+  if (!last) return undefined;
+  return !seen || last.metadata.uid === seen.metadata.uid ? last : undefined;
+}
+
+/**
  * Calls `onEvent` for each phase with a rank above `afterRank` (past ones first), then for each
- * new one, then `onEnd` once. Returns a function that stops following.
+ * new one, then `onEnd` once. A backend deleted before it was seen ending (or already deleted,
+ * within the store's retention) still ends with its terminal phase, from the store's record.
+ * Returns a function that stops following.
  */
 export function followPhases(
   store: BackendStore,
@@ -54,6 +66,7 @@ export function followPhases(
   onEnd: (why: FollowEnd) => void,
 ): () => void {
   let last = afterRank;
+  let seen: SessionLivedBackend | undefined;
   let done = false;
   // The store calls listeners on a later tick, so `unsubscribe` is always set when they run.
   const finish = (why: FollowEnd): void => {
@@ -62,9 +75,11 @@ export function followPhases(
     unsubscribe();
     onEnd(why);
   };
-  const unsubscribe = store.watch(name, (backend) => {
+  const unsubscribe = store.watch(name, (current) => {
     if (done) return;
+    const backend = current ?? endOf(store, name, seen);
     if (!backend) return finish('gone');
+    seen = backend;
     for (const e of phaseEvents(backend)) {
       if (e.rank > last) {
         last = e.rank;
@@ -111,7 +126,9 @@ export function waitFor(
       resolve(o);
     };
     const onAbort = (): void => settle({ kind: 'aborted' });
-    const unsubscribe = store.watch(name, (b) => {
+    const unsubscribe = store.watch(name, (current) => {
+      // Deleted: how it ended, if the store remembers (a terminal outcome, then), or just gone.
+      const b = current ?? endOf(store, name, last);
       if (!b) return settle({ kind: 'gone', backend: last });
       last = b;
       if (predicate(b)) return settle({ kind: 'match', backend: b });

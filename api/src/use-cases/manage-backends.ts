@@ -8,8 +8,12 @@ import type { BackendStore } from '../backend-store';
 import { backendNotFound, validationFailed } from '../errors';
 import { keyHash } from '../names';
 
+/**
+ * The backend, or the last state of one that ended and was deleted within the retention (always
+ * terminal, so every route answers it as it answers a terminal backend); 404 for any other name.
+ */
 export async function getBackend(store: BackendStore, name: string): Promise<SessionLivedBackend> {
-  const backend = await store.get(name);
+  const backend = (await store.get(name)) ?? store.ended?.(name);
   if (!backend) throw backendNotFound(name);
   return backend;
 }

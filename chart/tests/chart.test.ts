@@ -86,10 +86,21 @@ describe('chart', () => {
     ['an unknown value', 'operator.replica=2', "additional properties 'replica' not allowed"],
     ['a bad pull policy', 'images.api.pullPolicy=Sometimes', "at '/images/api/pullPolicy'"],
     ['a bad log level', 'logLevel=loud', "at '/logLevel'"],
+    ['a negative ended retention', 'api.endedRetentionSeconds=-1', "at '/api/endedRetentionSeconds'"],
   ])('rejects %s with the schema message', (_name, set, message) => {
     const r = helm(['template', 'spawner', CHART, '--set', set]);
     expect(r.code).not.toBe(0);
     expect(r.err).toContain(message);
+  });
+
+  it('passes api.endedRetentionSeconds to the API (600 by default)', () => {
+    const retention = (set: string[]) => {
+      const api = render(set).find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-api'))!;
+      const env = api.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>;
+      return env.find((e) => e.name === 'SPAWNER_API_ENDED_RETENTION_SECONDS')?.value;
+    };
+    expect(retention([])).toBe('600');
+    expect(retention(['api.endedRetentionSeconds=3'])).toBe('3');
   });
 
   it('installs the generated CRD', () => {

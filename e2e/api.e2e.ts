@@ -245,3 +245,149 @@ describeWithAgent('api', () => {
     expect((await fetch(`${base}/metrics`)).status).toBe(200);
   });
 });
+
+/**
+ * Ended backends stay answerable (issue 13): once a backend has ended and its resource is gone
+ * from the API server, the status routes still report its terminal phase and reason for
+ * --ended-retention-seconds, then 404. Two APIs watch the same namespace: one with the default
+ * retention (600 s), one with 3 s.
+ */
+describeWithAgent('lifecycle: ended backends', () => {
+  const ns = useNamespace('ended');
+  const SHORT_RETENTION_S = 3;
+  let operator: Component;
+  let api: Component;
+  let shortApi: Component;
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const startApi = (extra: string[]) =>
+    startComponent(
+      'api',
+      [`--namespace=${ns.name}`, '--entry-point-port=0', '--host=127.0.0.1', '--entry-point-host=127.0.0.1', ...extra],
+      { env: { SPAWNER_API_TOKENS: TOKEN, SPAWNER_API_SIGNING_SECRET: SIGNING_SECRET } },
+    );
+
+  beforeAll(async () => {
+    operator = await startComponent('operator', [`--namespaces=${ns.name}`]);
+    api = await startApi([]);
+    shortApi = await startApi([`--ended-retention-seconds=${SHORT_RETENTION_S}`]);
+  });
+  afterAll(() => stopAll([shortApi, api, operator]));
+
+  const get = (base: string, path: string) => fetch(`${base}${path}`, { headers: auth, redirect: 'manual' });
+  const body = async (res: Response): Promise<any> => res.json();
+
+  /** What the status routes of `base` answer for `name`: the original's and v1's. */
+  async function statusOf(base: string, name: string) {
+    const legacy = await get(base, `/backend/${name}/status`);
+    const v1 = await get(base, `/v1/backends/${name}`);
+    return { legacy: { status: legacy.status, body: await body(legacy) }, v1: { status: v1.status, body: await body(v1) } };
+  }
+
+  test('lifecycle: ended backend still reports its end', async () => {
+    const base = `http://127.0.0.1:${api.port}`;
+    const shortBase = `http://127.0.0.1:${shortApi.port}`;
+    // One through the original API (its client follows statusUrl), one through v1.
+    const spawned = await fetch(`${base}/spawn`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ image: TEST_IMAGE, gracePeriodSeconds: 300 }),
+    });
+    expect(spawned.status).toBe(200);
+    const viaApi = (await spawned.json()) as { name: string; statusUrl: string; readyUrl: string };
+    const created = await fetch(`${base}/v1/backends`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ image: TEST_IMAGE, gracePeriodSeconds: 300 }),
+    });
+    expect(created.status).toBe(201);
+    const viaKube = (await created.json()) as { name: string };
+    for (const name of [viaApi.name, viaKube.name]) {
+      const waited = await get(base, `/v1/backends/${name}/wait?timeoutSeconds=60`);
+      expect({ name, phase: (await body(waited)).phase }).toEqual({ name, phase: 'Ready' });
+    }
+    // Streams open while they end.
+    const v1Stream = await readSse(`${base}/v1/backends/${viaApi.name}/events`, auth);
+    const legacyStream = await readSse(`${base}/backend/${viaKube.name}/status/stream`, auth);
+
+    // Ended through the API, and deleted outright (kubectl delete: no ending written).
+    const deletedAt = Date.now();
+    const del = await fetch(`${base}/v1/backends/${viaApi.name}`, { method: 'DELETE', headers: auth });
+    expect(del.status).toBe(202);
+    expect(await adminClient().delete(BACKENDS, ns.name, viaKube.name)).toBeTruthy();
+    for (const name of [viaApi.name, viaKube.name]) {
+      await waitFor(async () => (await adminClient().get<SessionLivedBackend>(BACKENDS, ns.name, name)) === undefined, {
+        description: `${name} to be gone from the API server`,
+        intervalMs: 50,
+      });
+    }
+    const goneAfterMs = Date.now() - deletedAt;
+
+    // Both APIs answer the terminal phase and reason.
+    const expected = {
+      [viaApi.name]: { reason: 'DeletedByClient', message: 'deleted through the API' },
+      [viaKube.name]: { reason: 'DeletedByClient', message: expect.stringContaining('deleted while live') },
+    };
+    for (const b of [base, shortBase]) {
+      for (const name of [viaApi.name, viaKube.name]) {
+        const s = await waitFor(
+          async () => {
+            const got = await statusOf(b, name);
+            return got.v1.status === 200 && got.v1.body.phase === 'Swept' && got.legacy.body.state === 'Swept' ? got : undefined;
+          },
+          { description: `${b} to report ${name} Swept`, timeoutMs: 2_000, intervalMs: 50 },
+        );
+        expect(s.legacy.status).toBe(200);
+        expect(Number.isNaN(Date.parse(s.legacy.body.time))).toBe(false);
+        expect(s.v1.body).toMatchObject({ name, phase: 'Swept', ...expected[name] });
+        const ready = await get(b, `/backend/${name}/ready`);
+        expect(ready.status).toBe(410);
+        expect((await body(ready)).error.details).toEqual({ phase: 'Swept', reason: 'DeletedByClient' });
+      }
+    }
+    const shortAnsweredUntil = Date.now() - deletedAt;
+    // The backend's own statusUrl (its connection token, no bearer) still works.
+    const own = await fetch(viaApi.statusUrl);
+    expect(own.status).toBe(200);
+    expect(((await own.json()) as { state: string }).state).toBe('Swept');
+
+    // The streams that were open ended with it; a new one replays its history, then ends.
+    await Promise.all([v1Stream.done, legacyStream.done]);
+    expect(v1Stream.events.map((e) => (e.data as { phase: string }).phase).slice(-2)).toEqual(['Ready', 'Swept']);
+    expect(v1Stream.events.at(-1)?.data).toMatchObject({ reason: 'DeletedByClient' });
+    expect(legacyStream.events.map((e) => (e.data as { state: string }).state).slice(-2)).toEqual(['Ready', 'Swept']);
+    const replay = await readSse(`${base}/v1/backends/${viaKube.name}/events`, auth, 10_000);
+    await replay.done;
+    expect(replay.events.map((e) => (e.data as { phase: string }).phase)).toEqual([
+      'Submitted',
+      'Constructed',
+      'Scheduled',
+      'Running',
+      'Ready',
+      'Swept',
+    ]);
+    expect(replay.events.at(-1)?.data).toMatchObject({ reason: 'DeletedByClient' });
+
+    // After its retention the short one answers 404, as for any unknown name; the default one still answers.
+    for (const name of [viaApi.name, viaKube.name]) {
+      await waitFor(
+        async () => {
+          const got = await statusOf(shortBase, name);
+          return got.legacy.status === 404 && got.v1.status === 404;
+        },
+        { description: `${shortBase} to answer 404 for ${name}`, timeoutMs: (SHORT_RETENTION_S + 5) * 1000, intervalMs: 100 },
+      );
+    }
+    const notFoundAfterMs = Date.now() - deletedAt;
+    expect(notFoundAfterMs).toBeGreaterThanOrEqual(SHORT_RETENTION_S * 1000);
+    expect((await get(shortBase, `/backend/${viaApi.name}/ready`)).status).toBe(404);
+    expect((await get(shortBase, `/v1/backends/${viaKube.name}/events`)).status).toBe(404);
+    for (const name of [viaApi.name, viaKube.name]) {
+      const s = await statusOf(base, name);
+      expect({ name, legacy: s.legacy.body.state, v1: s.v1.body.phase }).toEqual({ name, legacy: 'Swept', v1: 'Swept' });
+    }
+    process.stdout.write(
+      `ended backends: gone from the API server ${goneAfterMs} ms after the deletes; ` +
+        `the ${SHORT_RETENTION_S} s API answered Swept until at least ${shortAnsweredUntil} ms and 404 by ${notFoundAfterMs} ms\n`,
+    );
+  });
+});

@@ -37,6 +37,8 @@ export interface AppOptions {
   version?: string;
   /** Clock for the rate limiter (tests). */
   now?: () => number;
+  /** Whether the process is draining (readiness fails); default never. */
+  draining?: () => boolean;
 }
 
 export function bearerToken(req: Request): string | undefined {
@@ -169,6 +171,7 @@ export function createApp(opts: AppOptions): express.Express {
     urls: new BackendUrls(config, tokens),
     config,
     registry: metrics.registry,
+    draining: opts.draining ?? (() => false),
     openapi: () =>
       (openapi ??= buildOpenApi(routes, { version: opts.version ?? '0.1.0', waitMaxSeconds: config.waitMaxSeconds })),
   };

@@ -37,6 +37,8 @@ export interface ApiConfig {
   waitMaxSeconds: number;
   endedRetentionSeconds: number;
   trustProxy: boolean;
+  drainDelaySeconds: number;
+  drainSeconds: number;
   logLevel: LogLevel;
 }
 
@@ -156,6 +158,22 @@ export const API_CONFIG: ConfigSpec = {
         maximum: 86400,
       },
       trustProxy: { type: 'boolean', description: 'Trust X-Forwarded-Proto/Host when building URLs.', default: false },
+      drainDelaySeconds: {
+        type: 'integer',
+        description:
+          'On SIGTERM, /readyz fails at once but the listeners keep accepting this long, so Services and Ingresses stop sending first.',
+        default: 5,
+        minimum: 0,
+        maximum: 60,
+      },
+      drainSeconds: {
+        type: 'integer',
+        description:
+          'Then the listeners close and open WebSockets and in-flight requests get this long to finish before they are closed.',
+        default: 30,
+        minimum: 0,
+        maximum: 3600,
+      },
       logLevel: { type: 'string', enum: LOG_LEVELS, description: 'Log level.', default: 'info' },
     },
   },

@@ -1,6 +1,6 @@
 /**
  * The API's composition root for Kubernetes: config → logger, metrics → kube client → store →
- * auth and tokens → API + entry point listeners; graceful shutdown on SIGTERM.
+ * auth and tokens → API + entry point listeners; graceful drain and shutdown on SIGTERM.
  */
 import { ConfigError } from '../../common/src/config';
 import { errorMessage } from '../../common/src/errors';
@@ -46,11 +46,20 @@ async function main(): Promise<void> {
   await store.start();
 
   const servers = await startServers({ store, config, auth, tokens, metrics, logger });
-  onShutdown(logger, async () => {
-    await servers.close();
-    auth.close();
-    await store.stop();
-  });
+  // Rolling updates: stop being Ready, let endpoints update, stop accepting, give open WebSockets
+  // and requests the grace, then close (terminationGracePeriodSeconds must exceed both delays).
+  const delayMs = config.drainDelaySeconds * 1000;
+  const graceMs = config.drainSeconds * 1000;
+  onShutdown(
+    logger,
+    async () => {
+      await servers.drain({ delayMs, graceMs });
+      await servers.close();
+      auth.close();
+      await store.stop();
+    },
+    delayMs + graceMs + 10_000,
+  );
 }
 
 main().catch((err: unknown) => {

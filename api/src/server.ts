@@ -20,8 +20,27 @@ export interface Servers {
   apiPort: number;
   entryPoint: EntryPoint;
   entryPointPort: number;
+  /**
+   * The graceful part of a shutdown (SIGTERM on a rolling update): /readyz fails at once while
+   * both listeners keep accepting for `delayMs` (Services, Ingresses and load balancers take a
+   * moment to drop the endpoint); then the listeners close, idle keep-alive connections are
+   * closed, and open WebSockets and in-flight requests (held entry-point requests, long polls,
+   * status streams) get up to `graceMs` to end by themselves. Resolves with what was still open
+   * when the grace ran out; `close()` then ends it.
+   */
+  drain(opts: { delayMs: number; graceMs: number }): Promise<DrainResult>;
   close(): Promise<void>;
 }
+
+export interface DrainResult {
+  /** Whether everything ended within the grace. */
+  drained: boolean;
+  /** WebSockets still open through the entry point when the drain ended. */
+  openWebsockets: number;
+  elapsedMs: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface StartOptions {
   store: BackendStore;
@@ -64,7 +83,8 @@ export async function listen(server: http.Server, port: number, host: string): P
 
 export async function startServers(opts: StartOptions): Promise<Servers> {
   const { config, logger } = opts;
-  const app = createApp(opts);
+  let draining = false;
+  const app = createApp({ ...opts, draining: () => draining });
   const api = http.createServer(opts.wrap ? opts.wrap(app) : app);
   api.keepAliveTimeout = 65_000;
   answerClientErrors(api);
@@ -86,6 +106,33 @@ export async function startServers(opts: StartOptions): Promise<Servers> {
     apiPort,
     entryPoint,
     entryPointPort,
+    async drain({ delayMs, graceMs }) {
+      const started = Date.now();
+      draining = true;
+      logger.info('draining: readiness fails, still accepting', { delayMs, graceMs });
+      await sleep(delayMs);
+      const closed = Promise.all([
+        new Promise<void>((resolve) => api.close(() => resolve())),
+        new Promise<void>((resolve) => entryPoint.server.close(() => resolve())),
+      ]).then(() => true);
+      logger.info('draining: listeners closed', { openWebsockets: entryPoint.openWebsockets });
+      // A keep-alive connection becomes idle when its last response is sent: close those as they
+      // appear, so only WebSockets and requests still running hold the drain open.
+      const idle = setInterval(() => {
+        api.closeIdleConnections();
+        entryPoint.server.closeIdleConnections();
+      }, 200);
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([
+        closed,
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+      ]);
+      clearInterval(idle);
+      clearTimeout(timer);
+      const result = { drained, openWebsockets: entryPoint.openWebsockets, elapsedMs: Date.now() - started };
+      logger.info('draining: done', result);
+      return result;
+    },
     async close() {
       const closed = new Promise<void>((resolve) => api.close(() => resolve()));
       // Status streams and long polls would hold the close open: end them.

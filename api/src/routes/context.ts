@@ -11,6 +11,8 @@ export interface RouteContext {
   urls: BackendUrls;
   config: ApiConfig;
   registry: Registry;
+  /** True once a graceful drain has begun (SIGTERM): /readyz fails so Services stop sending. */
+  draining: () => boolean;
   /** The OpenAPI document (built once, lazily). */
   openapi: () => unknown;
 }

@@ -21,7 +21,7 @@ export function systemRoutes(ctx: RouteContext): RouteDef[] {
       method: 'get',
       path: '/readyz',
       operationId: 'readyz',
-      summary: 'Readiness: 503 until the backend cache has synced',
+      summary: 'Readiness: 503 until the backend cache has synced, and again once the process drains (SIGTERM)',
       tags: ['system'],
       auth: 'open',
       query: 'EmptyQuery',
@@ -30,7 +30,7 @@ export function systemRoutes(ctx: RouteContext): RouteDef[] {
         503: { description: 'Not ready yet.', schema: 'Health' },
       },
       handler: (_req, res) => {
-        const ok = ctx.store.ready();
+        const ok = ctx.store.ready() && !ctx.draining();
         res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready' });
       },
     },

@@ -103,6 +103,33 @@ describe('chart', () => {
     expect(retention(['api.endedRetentionSeconds=3'])).toBe('3');
   });
 
+  it('upgrades keep sessions: two API replicas rolled one at a time, a PodDisruptionBudget, a drain within the grace', () => {
+    const apiOf = (docs: Doc[]) => docs.find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-api'))!;
+    const envOf = (d: Doc) =>
+      Object.fromEntries(
+        (d.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]),
+      );
+    const docs = render();
+    const api = apiOf(docs);
+    expect(api.spec.replicas).toBe(2);
+    expect(api.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+    expect(envOf(api)).toMatchObject({ SPAWNER_API_DRAIN_DELAY_SECONDS: '5', SPAWNER_API_DRAIN_SECONDS: '30' });
+    expect(api.spec.template.spec.terminationGracePeriodSeconds).toBe(45);
+    const pdb = docs.find((d) => d.kind === 'PodDisruptionBudget')!;
+    expect(pdb.metadata.name).toBe(api.metadata.name);
+    expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: api.spec.selector.matchLabels } });
+    // The operator keeps its own count (leader-elected).
+    expect(docs.find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-operator'))!.spec.replicas).toBe(1);
+
+    const custom = render(['api.drain.delaySeconds=1', 'api.drain.seconds=3', 'api.podDisruptionBudget.minAvailable=1']);
+    expect(apiOf(custom).spec.template.spec.terminationGracePeriodSeconds).toBe(14);
+    expect(custom.find((d) => d.kind === 'PodDisruptionBudget')!.spec.minAvailable).toBe(1);
+    expect(custom.find((d) => d.kind === 'PodDisruptionBudget')!.spec.maxUnavailable).toBeUndefined();
+    expect(render(['api.podDisruptionBudget.enabled=false']).map((d) => d.kind)).not.toContain('PodDisruptionBudget');
+    const bad = helm(['template', 'spawner', CHART, '--set', 'api.drain.seconds=-1']);
+    expect(bad.err).toContain("at '/api/drain/seconds'");
+  });
+
   it('installs the generated CRD', () => {
     const r = helm(['show', 'crds', CHART]);
     const crd = yaml.load(r.out.replace(/^#.*\n/gm, '')) as Doc;

@@ -4,16 +4,18 @@
  * RBAC grants. A real Prometheus (Debian's) then scrapes them and the dashboard's queries are run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
 import WebSocket from 'ws';
 import { PODS } from '../common/src/kube/resources';
+import type { KubeObject, ResourceType } from '../common/src/kube/types';
+import { writeFigures } from './support/figures';
 import { freePort } from './support/components';
 import { TEST_IMAGE } from './support/backends';
-import { installChart, readyComponentPod, RELEASE, uninstallChart } from './support/chart';
+import { installChart, readyComponentPod, RELEASE, uninstallChart, upgradeChart } from './support/chart';
 import { adminClient, createNamespace, describeWithAgent, helm, kubectl, ROOT, waitFor } from './support/cluster';
 
 jest.setTimeout(300_000);
@@ -29,7 +31,13 @@ describeWithAgent('chart', () => {
 
   beforeAll(async () => {
     ns = await createNamespace('chart');
-    apiBase = await installChart(ns, TOKEN, ['logLevel=debug', 'operator.replicas=2']);
+    // The node agent caps termination grace at 5 s: the API's drain (1 s delay + 3 s) fits in it.
+    apiBase = await installChart(ns, TOKEN, [
+      'logLevel=debug',
+      'operator.replicas=2',
+      'api.drain.delaySeconds=1',
+      'api.drain.seconds=3',
+    ]);
   });
 
   afterAll(() => uninstallChart(ns));
@@ -68,22 +76,7 @@ describeWithAgent('chart', () => {
   test('chart: helm test spawns a backend through the API and sees it Ready', async () => {
     // The test cluster has no Service routing or DNS, so the test Pod is pointed at the API Pod.
     const podIp = new URL(apiBase).hostname;
-    await helm(
-      [
-        'upgrade',
-        RELEASE,
-        join(ROOT, 'chart'),
-        '--namespace',
-        ns,
-        '--reuse-values',
-        '--set',
-        `tests.apiUrl=http://${podIp}:8080`,
-        '--wait',
-      ],
-      {
-        timeoutMs: 120_000,
-      },
-    );
+    await upgradeChart(ns, [`tests.apiUrl=http://${podIp}:8080`]);
     const result = await helm(['test', RELEASE, '--namespace', ns, '--timeout', '120s'], {
       timeoutMs: 150_000,
       allowFail: true,
@@ -231,6 +224,187 @@ describeWithAgent('chart', () => {
       clearInterval(discovery);
       prom.kill('SIGTERM');
     }
+  });
+
+  test('chart: upgrade keeps sessions', async () => {
+    // No kube-proxy here: clients reach the entry point as a Service would route them, at a Ready
+    // endpoint of its EndpointSlice (which the API's readiness, failing first on SIGTERM, steers).
+    const ENDPOINT_SLICES: ResourceType = {
+      group: 'discovery.k8s.io',
+      version: 'v1',
+      plural: 'endpointslices',
+      kind: 'EndpointSlice',
+      namespaced: true,
+    };
+    type Slice = KubeObject & { endpoints?: Array<{ addresses: string[]; conditions?: { ready?: boolean } }> };
+    const readyEntryPoints = async (): Promise<string[]> => {
+      const slices = await adminClient().list<Slice>(ENDPOINT_SLICES, ns, {
+        labelSelector: `kubernetes.io/service-name=${RELEASE}-entry-point`,
+      });
+      return slices.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready).map((e) => e.addresses[0]));
+    };
+    const backendPods = async (): Promise<string[]> =>
+      (await adminClient().list<V1Pod>(PODS, ns, { labelSelector: 'app.kubernetes.io/managed-by=spawner' })).items
+        .map((p) => `${p.metadata!.name}/${p.metadata!.uid}`)
+        .sort();
+
+    /** A session that echoes every 100 ms and, when its connection ends, reconnects through the "Service". */
+    class Session {
+      lastEchoAt = 0;
+      maxGapMs = 0;
+      echoes = 0;
+      reconnects = 0;
+      closeCodes: number[] = [];
+      servedBy = new Set<string>();
+      private ws?: WebSocket;
+      private timer?: NodeJS.Timeout;
+      private stopped = false;
+      constructor(private readonly url: URL) {}
+
+      async connect(): Promise<void> {
+        while (!this.stopped) {
+          const ips = await readyEntryPoints().catch(() => []);
+          const ip = ips[Math.floor(Math.random() * ips.length)];
+          if (ip) {
+            const target = new URL(this.url);
+            target.protocol = 'ws:';
+            target.hostname = ip;
+            const ws = new WebSocket(target);
+            const opened = await new Promise<boolean>((resolve) => {
+              ws.once('open', () => resolve(true));
+              ws.once('error', () => resolve(false));
+            });
+            if (opened) {
+              this.ws = ws;
+              this.servedBy.add(ip);
+              ws.on('message', () => {
+                const now = Date.now();
+                if (this.lastEchoAt) this.maxGapMs = Math.max(this.maxGapMs, now - this.lastEchoAt);
+                this.lastEchoAt = now;
+                this.echoes++;
+              });
+              ws.once('close', (code) => {
+                this.closeCodes.push(code);
+                if (this.stopped) return;
+                this.reconnects++;
+                void this.connect();
+              });
+              return;
+            }
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+
+      start(): void {
+        this.timer = setInterval(() => {
+          if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(`ping ${Date.now()}`);
+        }, 100);
+      }
+
+      stop(): void {
+        this.stopped = true;
+        clearInterval(this.timer);
+        this.ws?.close();
+      }
+    }
+
+    expect((await readyEntryPoints()).length).toBe(2);
+    const backends = await Promise.all([1, 2, 3].map(() => spawnAndWait({ image: TEST_IMAGE, gracePeriodSeconds: 30 })));
+    expect(backends.map((b) => b.phase)).toEqual(['Ready', 'Ready', 'Ready']);
+    const podsBefore = await backendPods();
+    const sessions = backends.flatMap((b) => [new Session(new URL(b.url)), new Session(new URL(b.url))]);
+    await Promise.all(sessions.map((s) => s.connect()));
+    sessions.forEach((s) => s.start());
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sessions.every((s) => s.echoes > 5)).toBe(true);
+
+    const apiPodsBefore = (
+      await adminClient().list<V1Pod>(PODS, ns, { labelSelector: 'app.kubernetes.io/component=api' })
+    ).items.map((p) => p.metadata!.uid);
+    const upgradeStarted = Date.now();
+    // A changed release: every component's Pods roll (log level), the API's config changes too.
+    await upgradeChart(ns, ['logLevel=info', 'api.drain.seconds=2']);
+    // Until every old API Pod is gone (drained and exited), then a little longer.
+    await waitFor(
+      async () => {
+        const pods = (await adminClient().list<V1Pod>(PODS, ns, { labelSelector: 'app.kubernetes.io/component=api' })).items;
+        return pods.every((p) => !apiPodsBefore.includes(p.metadata!.uid!));
+      },
+      { description: 'the old API Pods to be gone', timeoutMs: 60_000 },
+    );
+    const upgradeMs = Date.now() - upgradeStarted;
+    await new Promise((r) => setTimeout(r, 2000));
+    const silentMs = sessions.map((s) => Date.now() - s.lastEchoAt);
+    sessions.forEach((s) => s.stop());
+
+    const figures = {
+      upgradeMs,
+      sessions: sessions.length,
+      maxGapMs: Math.max(...sessions.map((s) => s.maxGapMs)),
+      gapsMs: sessions.map((s) => s.maxGapMs),
+      reconnects: sessions.map((s) => s.reconnects),
+      closeCodes: sessions.flatMap((s) => s.closeCodes),
+      echoes: sessions.map((s) => s.echoes),
+    };
+    writeFigures('chart-upgrade-keeps-sessions', figures);
+    process.stdout.write(`upgrade keeps sessions: ${JSON.stringify(figures)}\n`);
+
+    // Every session echoed until the end and was never silent for 5 s; no backend was swept or restarted.
+    expect(silentMs.every((ms) => ms < 1000)).toBe(true);
+    expect(figures.maxGapMs).toBeLessThan(5000);
+    expect(await backendPods()).toEqual(podsBefore);
+    const api = await waitFor(() => componentPod('api'), { description: 'a ready API pod' });
+    apiBase = `http://${api.status!.podIP}:8080`;
+    for (const b of backends) {
+      const res = await fetch(`${apiBase}/v1/backends/${b.name}`, { headers: auth });
+      expect({ name: b.name, phase: ((await res.json()) as { phase: string }).phase }).toEqual({ name: b.name, phase: 'Ready' });
+    }
+    await Promise.all(backends.map((b) => fetch(`${apiBase}/v1/backends/${b.name}`, { method: 'DELETE', headers: auth })));
+  });
+
+  test('chart: crd upgrade', async () => {
+    // A later chart whose CRD changed: an added printer column.
+    const crdName = 'sessionlivedbackends.spawner.dev';
+    const dir = join(mkdtempSync(join(tmpdir(), 'spawner-chart-')), 'spawner');
+    cpSync(join(ROOT, 'chart'), dir, { recursive: true });
+    const crdFile = join(dir, 'crds', `${crdName}.yaml`);
+    const crd = yaml.load(readFileSync(crdFile, 'utf8')) as {
+      spec: { versions: Array<{ additionalPrinterColumns?: Array<Record<string, unknown>> }> };
+    };
+    crd.spec.versions[0].additionalPrinterColumns = [
+      ...(crd.spec.versions[0].additionalPrinterColumns ?? []),
+      { name: 'Upgraded', type: 'string', jsonPath: '.metadata.uid', priority: 1, description: 'Added by the e2e upgrade' },
+    ];
+    writeFileSync(crdFile, yaml.dump(crd));
+    const columns = async (): Promise<string[]> => {
+      const out = (await kubectl(['get', 'crd', crdName, '-o', 'json'])).stdout;
+      const live = JSON.parse(out) as { spec: { versions: Array<{ additionalPrinterColumns?: Array<{ name: string }> }> } };
+      return (live.spec.versions[0].additionalPrinterColumns ?? []).map((c) => c.name);
+    };
+    const upgrade = (chart: string): Promise<void> => upgradeChart(ns, [], chart);
+    const applyCrds = async (chart: string): Promise<void> => {
+      // The README's upgrade path: `helm show crds <chart> | kubectl apply --server-side --force-conflicts -f -`
+      const crds = (await helm(['show', 'crds', chart])).stdout;
+      await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], { input: crds });
+    };
+    try {
+      expect(await columns()).not.toContain('Upgraded');
+      // helm upgrade alone never touches crds/.
+      await upgrade(dir);
+      expect(await columns()).not.toContain('Upgraded');
+      // The documented path: the chart's CRDs first, then the upgrade.
+      await applyCrds(dir);
+      await upgrade(dir);
+      expect(await columns()).toContain('Upgraded');
+      const table = (await kubectl(['get', 'sessionlivedbackends', '-n', ns, '-o', 'wide'])).stdout + '';
+      expect(table === '' || /UPGRADED/.test(table) || /No resources/.test(table)).toBe(true);
+    } finally {
+      // Back to this chart's CRD, for what follows on this cluster.
+      await applyCrds(join(ROOT, 'chart'));
+      await upgrade(join(ROOT, 'chart'));
+    }
+    expect(await columns()).not.toContain('Upgraded');
   });
 
   test('chart: helm uninstall leaves nothing behind but the CRD', async () => {

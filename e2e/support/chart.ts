@@ -39,6 +39,25 @@ export async function installChart(ns: string, apiToken: string, sets: string[] 
   return `http://${api.status!.podIP}:8080`;
 }
 
+/** `helm upgrade --reuse-values --wait` of the release to `chart` (default: this repository's) with extra `--set`s. */
+export async function upgradeChart(ns: string, sets: string[] = [], chart = join(ROOT, 'chart')): Promise<void> {
+  await helm(
+    [
+      'upgrade',
+      RELEASE,
+      chart,
+      '--namespace',
+      ns,
+      '--reuse-values',
+      ...sets.flatMap((s) => ['--set', s]),
+      '--wait',
+      '--timeout',
+      '180s',
+    ],
+    { timeoutMs: 200_000 },
+  );
+}
+
 export async function uninstallChart(ns: string): Promise<void> {
   await helm(['uninstall', RELEASE, '--namespace', ns, '--wait'], { allowFail: true });
   if (ns) await deleteNamespace(ns);

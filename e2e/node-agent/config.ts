@@ -39,7 +39,7 @@ const HELP = `usage: node dist/e2e/node-agent/main.js [flags]
   --pod-cidr CIDR           (default 10.88.0.0/16)
   --host-ip IP              the bridge's address and the node's InternalIP (default 10.88.0.1)
   --api-host HOST, --api-port PORT   the API server as pods reach it (default host-ip and the kubeconfig's port)
-  --images PATH             image -> command map (default <repo>/e2e/images.json)
+  --images PATH             image catalog, re-read when it changes (default <repo>/e2e/images.json)
   --port N                  agent HTTP endpoint on 127.0.0.1 (default 0: any free port)
   --max-grace-seconds N     cap on termination grace periods (default 5)
   --max-restart-backoff-ms N  cap on container restart back-off (default 10000)

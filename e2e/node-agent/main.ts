@@ -16,6 +16,7 @@ import {
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { errorMessage, KubeApiError } from '../../common/src/errors';
+import { ImageCatalog } from '../../common/src/image-catalog';
 import { HttpKubeClient } from '../../common/src/kube/http-client';
 import { loadKubeConfig } from '../../common/src/kube/kube-config';
 import { Informer } from '../../common/src/kube/informer';
@@ -25,7 +26,6 @@ import { projectRoot } from '../../common/src/paths';
 import { onShutdown } from '../../common/src/shutdown';
 import { backoffDelay, sleep } from '../../common/src/backoff';
 import { parseArgs, type AgentConfig } from './config';
-import { ImageCatalog } from './images';
 import { KubeSources } from './kube-sources';
 import { PodNetwork } from './network';
 import { NodeRegistration } from './node';
@@ -224,7 +224,6 @@ async function main(): Promise<void> {
   };
 
   const ctx: WorkerContext = {
-    root,
     stateDir: config.stateDir,
     nodeName: config.nodeName,
     apiHost: config.apiHost,
@@ -237,7 +236,7 @@ async function main(): Promise<void> {
     podNice: config.podNice,
     node: { cpu: parseQuantity(config.capacity.cpu) ?? 64, memory: parseQuantity(config.capacity.memory) ?? 2 ** 38 },
     network,
-    images: new ImageCatalog(config.images, root),
+    images: ImageCatalog.load({ file: config.images, root, builtins: false, reload: true }),
     sources: new KubeSources(client),
     logger,
     async writeStatus(pod: Pod, status: PodStatusJson) {

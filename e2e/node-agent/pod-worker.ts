@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import type { V1Container } from '@kubernetes/client-node';
 import { backoffDelay, sleep } from '../../common/src/backoff';
 import { errorMessage } from '../../common/src/errors';
+import { commandLine, type ImageCatalog } from '../../common/src/image-catalog';
 import type { Logger } from '../../common/src/logger';
 import { expand, type NodeAllocatable } from './downward';
 import { ConfigError, containerEnv, type ObjectSource } from './env';
-import { commandLine, type ImageCatalog } from './images';
 import type { PodNetwork, Sandbox } from './network';
 import { kubeTime, podKey, type ContainerStateJson, type Pod, type PodConditionJson, type PodStatusJson } from './pod-types';
 import { ProbeWorker } from './probes';
@@ -21,7 +21,6 @@ import { containerMounts, ensureMountTargets, MountError, prepareVolumes, type M
 import { parseQuantity } from './quantity';
 
 export interface WorkerContext {
-  root: string;
   stateDir: string;
   nodeName: string;
   apiHost: string;
@@ -346,12 +345,12 @@ export class PodWorker {
   private async runOnce(c: Container): Promise<RunResult> {
     if (!this.sandbox) return { kind: 'config', retryMs: 1_000 };
     const spec = c.spec;
-    const entry = this.ctx.images.lookup(spec.image ?? '');
+    const entry = this.ctx.images.resolve(spec.image ?? '');
     if (!entry) {
       c.view.state = {
         waiting: {
           reason: 'ErrImagePull',
-          message: `Failed to pull image "${spec.image ?? ''}": not found in the e2e image map ${this.ctx.images.path}`,
+          message: `Failed to pull image "${spec.image ?? ''}": not found in the e2e image map ${this.ctx.images.file ?? ''}`,
         },
       };
       this.markDirty();
@@ -360,7 +359,7 @@ export class PodWorker {
     c.pulls = 0;
     let env: Record<string, string>;
     let mounts: Mount[];
-    const cwd = spec.workingDir ?? entry.workingDir ?? this.ctx.root;
+    const cwd = spec.workingDir ?? entry.workingDir;
     const t0 = Date.now();
     try {
       env = await containerEnv(this.pod, spec, {

@@ -28,11 +28,11 @@ import type { V1ContainerStatus, V1OwnerReference, V1Pod, V1PodStatus, V1Service
 import { type SessionLivedBackend } from '../../common/src/backend';
 import { ANNOTATION_TOKEN_HASH, API_VERSION, KIND, LABEL_RUN } from '../../common/src/constants';
 import { errorMessage } from '../../common/src/errors';
+import { commandLine, type ImageCatalog, type ResolvedImage } from '../../common/src/image-catalog';
 import type { Logger } from '../../common/src/logger';
 import { createSidecar, sidecarConfig, type Sidecar, type SidecarConfig } from '../../sidecar/src/index';
 import type { BackendContainer } from '../../crd-schemas/generated/types';
 import { AppProcess, type AppExit } from './app-process';
-import { commandLine, type ImageCatalog, type ResolvedImage } from './images';
 import type { PortAllocator } from './ports';
 import type { Watchdog } from './watchdog';
 

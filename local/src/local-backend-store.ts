@@ -58,9 +58,9 @@ import {
   type Endpoint,
   type GetOptions,
 } from '../../api/src/backend-store';
+import type { ImageCatalog } from '../../common/src/image-catalog';
 import { BackendListeners } from '../../api/src/backend-listeners';
 import { BackendRun, type SidecarSettings } from './backend-run';
-import type { ImageCatalog } from './images';
 import { PortAllocator } from './ports';
 import { Watchdog } from './watchdog';
 

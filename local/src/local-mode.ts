@@ -4,6 +4,7 @@
  * on the API's port. Embeddable: tests start it in process on port 0.
  */
 import { ConfigError } from '../../common/src/config';
+import { ImageCatalog } from '../../common/src/image-catalog';
 import { createLogger, type Logger } from '../../common/src/logger';
 import { createRegistry } from '../../common/src/metrics';
 import { BearerAuth } from '../../api/src/bearer-auth';
@@ -14,7 +15,6 @@ import { startServers, type Servers } from '../../api/src/server';
 import type { LocalConfig } from './config';
 import { demoSite, DEMO_PATH } from './demo-site';
 import { FORBIDDEN_HOST_BODY, isLocalHostHeader, isLoopbackAddress } from './host-guard';
-import { ImageCatalog } from './images';
 import { LocalBackendStore } from './local-backend-store';
 import { PortAllocator } from './ports';
 

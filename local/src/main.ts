@@ -5,10 +5,10 @@
  */
 import { ConfigError } from '../../common/src/config';
 import { errorMessage } from '../../common/src/errors';
+import { ImagesFileError } from '../../common/src/image-catalog';
 import { createLogger, type LogSink } from '../../common/src/logger';
 import { onShutdown } from '../../common/src/shutdown';
 import { loadLocalConfig } from './config';
-import { ImagesFileError } from './images';
 import { startLocalMode } from './local-mode';
 import { textSink } from './log-format';
 

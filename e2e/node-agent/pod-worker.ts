@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { V1Container } from '@kubernetes/client-node';
 import { backoffDelay, sleep } from '../../common/src/backoff';
 import { errorMessage } from '../../common/src/errors';
+import { stopGracefully } from '../../common/src/graceful-stop';
 import { commandLine, type ImageCatalog } from '../../common/src/image-catalog';
 import type { Logger } from '../../common/src/logger';
 import { expand, type NodeAllocatable } from './downward';
@@ -552,10 +553,7 @@ export class PodWorker {
   // ---- termination -----------------------------------------------------------------------------
 
   private async killProcess(proc: ContainerProcess, graceSeconds: number): Promise<void> {
-    proc.signal('SIGTERM');
-    const killed = await Promise.race([proc.exited.then(() => true), sleep(graceSeconds * 1000).then(() => false)]);
-    if (!killed) proc.signal('SIGKILL');
-    await proc.exited;
+    await stopGracefully(proc, graceSeconds * 1000);
   }
 
   /** Stops containers, probes and timers; frees the sandbox. `graceSeconds` 0 means SIGKILL at once. */

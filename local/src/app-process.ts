@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
+import { stopGracefully } from '../../common/src/graceful-stop';
 
 export interface AppExit {
   /** As a container runtime reports it: the exit code, or 128 + the signal number. */
@@ -110,17 +111,7 @@ export class AppProcess {
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when the app has exited. */
   async stop(graceMs: number): Promise<AppExit> {
-    if (this.child.pid === undefined) return this.exited;
-    if (!this.hasExited) this.signalGroup('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const killed = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.signalGroup('SIGKILL');
-        resolve();
-      }, graceMs);
-    });
-    await Promise.race([this.exited, killed]);
-    clearTimeout(timer);
-    return this.exited;
+    if (this.child.pid === undefined || this.hasExited) return this.exited;
+    return stopGracefully({ signal: (sig) => this.signalGroup(sig), exited: this.exited }, graceMs);
   }
 }

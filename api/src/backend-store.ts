@@ -73,9 +73,8 @@ export interface BackendStore {
    * DeletedByClient); undefined for a live or unknown name. `get` never returns these: they are
    * for answering "it ended, and why" once the resource is gone. Stores implement it with one
    * EndedBackends (record when a backend disappears, `revived` when one appears).
-   * Optional until every store has it (local mode's); callers treat a missing one as "no record".
    */
-  ended?(name: string): SessionLivedBackend | undefined;
+  ended(name: string): SessionLivedBackend | undefined;
 
   /** Where to proxy the backend's traffic, or undefined while it has no address yet. */
   endpoint(backend: SessionLivedBackend): Endpoint | undefined;

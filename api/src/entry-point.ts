@@ -230,7 +230,7 @@ export class EntryPoint {
   ): Promise<{ backend: SessionLivedBackend; endpoint: Endpoint; token?: string } | undefined> {
     const { store, config, metrics } = this.opts;
     // One that ended and is gone answers 410 as a terminal one does, while the store remembers it.
-    let backend = (await store.get(route.name)) ?? store.ended?.(route.name);
+    let backend = (await store.get(route.name)) ?? store.ended(route.name);
     if (!backend) throw new ApiError(404, 'not_found', `no backend named "${route.name}"`);
     const token = this.checkToken(req, route, backend);
     let endpoint = isReady(backend) ? store.endpoint(backend) : undefined;

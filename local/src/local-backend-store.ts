@@ -60,6 +60,7 @@ import {
 } from '../../api/src/backend-store';
 import type { ImageCatalog } from '../../common/src/image-catalog';
 import { BackendListeners } from '../../api/src/backend-listeners';
+import { DEFAULT_ENDED_RETENTION_SECONDS, EndedBackends } from '../../api/src/ended-backends';
 import { BackendRun, type SidecarSettings } from './backend-run';
 import { PortAllocator } from './ports';
 import { Watchdog } from './watchdog';
@@ -79,6 +80,8 @@ export interface LocalBackendStoreOptions {
   host?: string;
   /** How long a Failed backend stays (default DEFAULT_FAILED_RETENTION_SECONDS, as the operator's). */
   failedRetentionSeconds?: number;
+  /** How long a removed backend's ending stays answerable (the API's --ended-retention-seconds). */
+  endedRetentionSeconds?: number;
   /** SIGTERM → SIGKILL when an app is stopped. */
   stopGraceMs?: number;
   sidecar?: Partial<SidecarSettings>;
@@ -127,6 +130,8 @@ interface Control {
 export class LocalBackendStore implements BackendStore {
   readonly namespace: string;
   private readonly items = new Map<string, SessionLivedBackend>();
+  /** Removed backends' endings, answered by the status routes for a while (as the API does on a cluster). */
+  private readonly endedBackends: EndedBackends;
   private readonly listeners = new BackendListeners();
   /** By uid: live runs, and runs still stopping after their backend is gone. */
   private readonly runs = new Map<string, BackendRun>();
@@ -148,6 +153,9 @@ export class LocalBackendStore implements BackendStore {
     this.ports = opts.ports ?? new PortAllocator({ host: this.host, min: 20000, max: 29999 });
     this.logger = opts.logger;
     this.sidecar = { heartbeatSeconds: 5, holdTimeoutMs: 30_000, holdMaxQueued: 1000, shutdownGraceMs: 1000, ...opts.sidecar };
+    this.endedBackends = new EndedBackends({
+      retentionMs: (opts.endedRetentionSeconds ?? DEFAULT_ENDED_RETENTION_SECONDS) * 1000,
+    });
   }
 
   // ---- lifecycle ----
@@ -203,6 +211,7 @@ export class LocalBackendStore implements BackendStore {
     };
     delete stored.status;
     this.items.set(name, stored);
+    this.endedBackends.revived(stored);
     const uid = stored.metadata.uid as string;
     this.controls.set(uid, { name, uid, busy: false, dirty: false });
     this.logger.info('backend Submitted', {
@@ -218,6 +227,10 @@ export class LocalBackendStore implements BackendStore {
 
   async get(name: string, _opts?: GetOptions): Promise<SessionLivedBackend | undefined> {
     return clone(this.items.get(name));
+  }
+
+  ended(name: string): SessionLivedBackend | undefined {
+    return clone(this.endedBackends.get(name));
   }
 
   async list(selector: Requirement[] = []): Promise<SessionLivedBackend[]> {
@@ -448,6 +461,7 @@ export class LocalBackendStore implements BackendStore {
     const current = this.items.get(name);
     if (!current || current.metadata.uid !== uid) return;
     this.items.delete(name);
+    this.endedBackends.record(clone(current));
     this.notify(name);
   }
 

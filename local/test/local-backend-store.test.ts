@@ -226,6 +226,19 @@ describe('local store phases', () => {
     expect(reasons).toContain('IdleTimeout');
   });
 
+  it('local: ended backend still reports its end — after removal its ending stays answerable; a new one of the name replaces it', async () => {
+    const b = await store.create(backend());
+    const name = b.metadata.name!;
+    await until(name, 'Ready');
+    expect(store.ended(name)).toBeUndefined();
+    await store.delete(name, { reason: 'DeletedByClient', message: 'test' });
+    expect(await current(name)).toBeUndefined();
+    expect(store.ended(name)?.status).toMatchObject({ phase: 'Swept', reason: 'DeletedByClient' });
+    const again = await store.create({ ...backend(), metadata: { name, namespace: 'ignored' } });
+    expect(again.metadata.uid).not.toBe(b.metadata.uid);
+    expect(store.ended(name)).toBeUndefined();
+  });
+
   it('hands the sidecar the backend token hash: without the token, 401', async () => {
     const token = 'local-test-token';
     const b = backend();

@@ -3,9 +3,9 @@
  * `/v1/backends/:name/events`): they differ only in the shape of each event's data.
  */
 import type { Request, Response } from 'express';
-import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
+import { isTerminal, phaseOf, phaseRank } from '../../../common/src/lifecycle';
 import { lastEventId, openEventStream } from '../sse';
-import { followPhases, phaseRank, type PhaseEvent } from '../use-cases/follow-backend';
+import { followPhases, type PhaseEvent } from '../use-cases/follow-backend';
 import { getBackend } from '../use-cases/manage-backends';
 import type { RouteContext } from './context';
 

@@ -4,7 +4,7 @@
  * and for the entry point's held requests).
  */
 import { type SessionLivedBackend } from '../../../common/src/backend';
-import { isTerminal, phaseHistory, phaseOf, PHASES } from '../../../common/src/lifecycle';
+import { isTerminal, phaseHistory, phaseOf, phaseRank } from '../../../common/src/lifecycle';
 import type { Phase } from '../../../crd-schemas/generated/types';
 import type { BackendStore } from '../backend-store';
 import { isoTime } from '../backend-view';
@@ -17,8 +17,6 @@ export interface PhaseEvent {
   /** Position in the phase order (terminal phases share the last); the SSE event id. */
   rank: number;
 }
-
-export const phaseRank = (p: Phase): number => Math.min(PHASES.indexOf(p), PHASES.indexOf('Swept'));
 
 /** Every phase the backend has reached, oldest first, with its time (and reason, if terminal). */
 export function phaseEvents(backend: SessionLivedBackend): PhaseEvent[] {
@@ -47,7 +45,7 @@ export type FollowEnd = 'terminal' | 'gone';
  * `seen` (or none was seen: the name was already gone when following started).
  */
 function endOf(store: BackendStore, name: string, seen: SessionLivedBackend | undefined): SessionLivedBackend | undefined {
-  const last = store.ended?.(name);
+  const last = store.ended(name);
   if (!last) return undefined;
   return !seen || last.metadata.uid === seen.metadata.uid ? last : undefined;
 }

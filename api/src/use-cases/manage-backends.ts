@@ -13,7 +13,7 @@ import { keyHash } from '../names';
  * terminal, so every route answers it as it answers a terminal backend); 404 for any other name.
  */
 export async function getBackend(store: BackendStore, name: string): Promise<SessionLivedBackend> {
-  const backend = (await store.get(name)) ?? store.ended?.(name);
+  const backend = (await store.get(name)) ?? store.ended(name);
   if (!backend) throw backendNotFound(name);
   return backend;
 }

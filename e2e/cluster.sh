@@ -190,12 +190,16 @@ start_apiserver() {
   local pki=$STATE/pki
   # 0.0.0.0: the API server must answer at 127.0.0.1 (host tools) and at the bridge address
   # (processes in pod network namespaces), and it takes a single bind address.
+  # --enable-admission-plugins adds to the default set (NamespaceLifecycle, ServiceAccount,
+  # ResourceQuota, the webhooks, ...): OwnerReferencesPermissionEnforcement, on by default in
+  # OpenShift, makes a writer that sets blockOwnerDeletion prove it may update the owner's finalizers.
   start kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=0.0.0.0 --secure-port="$API_PORT" --advertise-address="$HOST_IP" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
     --authorization-mode=RBAC \
+    --enable-admission-plugins=OwnerReferencesPermissionEnforcement \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \

@@ -141,6 +141,8 @@ describeWithAgent('operator', () => {
           resources: ['sessionlivedbackends', 'sessionlivedbackends/status'],
           verbs: ['get', 'list', 'watch', 'patch'],
         },
+        // Pods carry blockOwnerDeletion: OwnerReferencesPermissionEnforcement (enabled in the e2e cluster) asks for this.
+        { apiGroups: ['spawner.dev'], resources: ['sessionlivedbackends/finalizers'], verbs: ['update'] },
         { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'create'] },
         { apiGroups: [''], resources: ['services'], verbs: ['get', 'list', 'watch'] },
         { apiGroups: [''], resources: ['events'], verbs: ['list', 'create'] },

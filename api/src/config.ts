@@ -95,7 +95,12 @@ export const API_CONFIG: ConfigSpec = {
       },
       tokenFile: { type: 'string', description: 'File of API bearer tokens, one per line; re-read on change.' },
       tokens: { type: 'array', items: { type: 'string' }, description: 'API bearer tokens (comma-separated; for local use).' },
-      allowAnonymous: { type: 'boolean', description: 'Run without API tokens (local development only).', default: false },
+      allowAnonymous: {
+        type: 'boolean',
+        description:
+          'Run without API tokens when none are configured: anyone who reaches the API may use it (trusted networks only; warned at start).',
+        default: false,
+      },
       signingSecretFile: { type: 'string', description: 'File with the secret connection tokens are derived from.' },
       signingSecret: { type: 'string', minLength: 16, description: 'The signing secret itself (prefer the file).' },
       bodyLimitBytes: {

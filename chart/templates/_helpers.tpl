@@ -50,3 +50,27 @@ app.kubernetes.io/component: {{ .component }}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
+
+{{/*
+The Ingress's public base URL (scheme://host), "" without an Ingress or with a wildcard host. https when an ingress.tls
+entry covers the host (by name, by a "*." wildcard, or naming no hosts); otherwise http.
+*/}}
+{{- define "spawner.ingressBaseUrl" -}}
+{{- if .Values.ingress.enabled -}}
+{{- $host := .Values.ingress.host -}}
+{{- if not (contains "*" $host) -}}
+{{- $https := false -}}
+{{- range .Values.ingress.tls -}}
+{{- if not .hosts -}}
+{{- $https = true -}}
+{{- end -}}
+{{- range .hosts -}}
+{{- if or (eq . $host) (and (hasPrefix "*." .) (eq (trimPrefix "*" .) (regexReplaceAll "^[^.]+" $host ""))) -}}
+{{- $https = true -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- printf "%s://%s" (ternary "https" "http" $https) $host -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -3,7 +3,7 @@
  * default and non-default values, schema errors, and the properties the security review relies on.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
@@ -59,6 +59,7 @@ const VARIANTS: Record<string, string[]> = {
     'api.signingSecret.existingSecret=sig',
     'imagePullSecrets[0].name=reg',
   ],
+  'anonymous API behind a TLS ingress': ['api.auth.anonymous=true', 'ingress.enabled=true', 'ingress.tls[0].secretName=tls'],
   'no network policy or dashboard, two operators': [
     'networkPolicy.enabled=false',
     'metrics.dashboard.enabled=false',
@@ -205,6 +206,147 @@ describe('chart', () => {
     expect(all.some((r: any) => r.resources.includes('secrets'))).toBe(false);
     expect(all.some((r: any) => r.verbs.includes('*') || r.resources.includes('*'))).toBe(false);
     expect(rules('-sweeper').rules.flatMap((r: any) => r.verbs)).not.toContain('delete');
+  });
+
+  it('lets the operator update only the finalizers subresource (OwnerReferencesPermissionEnforcement)', () => {
+    const operator = render().find((d) => d.kind === 'Role' && d.metadata.name.endsWith('-operator'))!;
+    const updates = operator.rules.filter((r: any) => r.verbs.includes('update'));
+    expect(updates).toEqual([{ apiGroups: ['spawner.dev'], resources: ['sessionlivedbackends/finalizers'], verbs: ['update'] }]);
+  });
+});
+
+/** NOTES.txt as `helm install` prints it (which needs a cluster): rendered through a copy of the chart. */
+function renderNotes(set: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'spawner-notes-'));
+  try {
+    cpSync(CHART, join(dir, 'chart'), { recursive: true });
+    copyFileSync(join(CHART, 'templates/NOTES.txt'), join(dir, 'chart/notes.txt'));
+    writeFileSync(
+      join(dir, 'chart/templates/notes-as-configmap.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: notes }\ndata:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n',
+    );
+    const r = helm([
+      'template',
+      'spawner',
+      join(dir, 'chart'),
+      '--show-only',
+      'templates/notes-as-configmap.yaml',
+      ...set.flatMap((s) => ['--set', s]),
+    ]);
+    if (r.code !== 0) throw new Error(r.err);
+    return (yaml.load(r.out) as { data: { notes: string } }).data.notes;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('chart: public URLs and anonymous access', () => {
+  const apiEnv = (set: string[]): Record<string, string> => {
+    const api = render(set).find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-api'))!;
+    const env = api.spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>;
+    return Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
+  };
+  const urls = (set: string[]) => {
+    const env = apiEnv(set);
+    return {
+      api: env.SPAWNER_API_API_BASE_URL,
+      entryPoint: env.SPAWNER_API_ENTRY_POINT_BASE_URL,
+      trustProxy: env.SPAWNER_API_TRUST_PROXY,
+    };
+  };
+
+  it.each<[string, string[], { api?: string; entryPoint?: string; trustProxy: string }]>([
+    [
+      'no ingress: from the request, no proxy headers trusted',
+      [],
+      { api: undefined, entryPoint: undefined, trustProxy: 'false' },
+    ],
+    [
+      'ingress with default values: its host over http',
+      ['ingress.enabled=true'],
+      { api: 'http://spawner.example.com', entryPoint: 'http://spawner.example.com', trustProxy: 'true' },
+    ],
+    [
+      'ingress with TLS for its host: https',
+      ['ingress.enabled=true', 'ingress.host=s.acme.io', 'ingress.tls[0].hosts[0]=s.acme.io', 'ingress.tls[0].secretName=t'],
+      { api: 'https://s.acme.io', entryPoint: 'https://s.acme.io', trustProxy: 'true' },
+    ],
+    [
+      'ingress with a wildcard certificate covering the host: https',
+      ['ingress.enabled=true', 'ingress.host=s.acme.io', 'ingress.tls[0].hosts[0]=*.acme.io'],
+      { api: 'https://s.acme.io', entryPoint: 'https://s.acme.io', trustProxy: 'true' },
+    ],
+    [
+      'ingress with TLS for another host only: http',
+      [
+        'ingress.enabled=true',
+        'ingress.host=s.acme.io',
+        'ingress.tls[0].hosts[0]=*.other.io',
+        'ingress.tls[1].hosts[0]=*.s.acme.io',
+      ],
+      { api: 'http://s.acme.io', entryPoint: 'http://s.acme.io', trustProxy: 'true' },
+    ],
+    [
+      'ingress with explicit base URLs: those win',
+      ['ingress.enabled=true', 'api.apiBaseUrl=https://api.acme.io', 'api.entryPointBaseUrl=https://ep.acme.io'],
+      { api: 'https://api.acme.io', entryPoint: 'https://ep.acme.io', trustProxy: 'true' },
+    ],
+  ])('%s', (_name, set, expected) => {
+    expect(urls(set)).toEqual(expected);
+  });
+
+  it('refuses a wildcard ingress host without explicit base URLs', () => {
+    const r = helm(['template', 'spawner', CHART, '--set', 'ingress.enabled=true', '--set', 'ingress.host=*.acme.io']);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain('ingress.host is a wildcard');
+    expect(
+      urls([
+        'ingress.enabled=true',
+        'ingress.host=*.acme.io',
+        'api.apiBaseUrl=https://a.acme.io',
+        'api.urlTemplate=https://{}.acme.io/',
+      ]),
+    ).toMatchObject({ api: 'https://a.acme.io', entryPoint: undefined });
+  });
+
+  it('keeps WebSockets open through ingress-nginx by default', () => {
+    const ingress = render(['ingress.enabled=true']).find((d) => d.kind === 'Ingress')!;
+    expect((ingress.metadata as { annotations?: Record<string, string> }).annotations).toMatchObject({
+      'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
+      'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',
+    });
+  });
+
+  it('requires tokens by default: a token Secret, mounted, no anonymous flag', () => {
+    const docs = render();
+    expect(docs.some((d) => d.kind === 'Secret' && d.metadata.name.endsWith('-api-tokens'))).toBe(true);
+    const env = apiEnv([]);
+    expect(env.SPAWNER_API_TOKEN_FILE).toBe('/etc/spawner/tokens/tokens');
+    expect(env.SPAWNER_API_ALLOW_ANONYMOUS).toBeUndefined();
+  });
+
+  it('api.auth.anonymous: no tokens anywhere, the flag set, NOTES warn', () => {
+    const docs = render(['api.auth.anonymous=true']);
+    expect(docs.some((d) => d.kind === 'Secret' && d.metadata.name.endsWith('-api-tokens'))).toBe(false);
+    const env = apiEnv(['api.auth.anonymous=true']);
+    expect(env.SPAWNER_API_ALLOW_ANONYMOUS).toBe('true');
+    expect(env.SPAWNER_API_TOKEN_FILE).toBeUndefined();
+    const pods = docs.flatMap((d) => (d.kind === 'Pod' ? [d.spec] : d.spec?.template ? [d.spec.template.spec] : []));
+    expect(JSON.stringify(pods)).not.toContain('api-tokens');
+
+    expect(renderNotes(['api.auth.anonymous=true'])).toMatch(
+      /WARNING: api\.auth\.anonymous=true, the API runs WITHOUT bearer tokens/,
+    );
+    expect(renderNotes([])).not.toContain('WITHOUT bearer tokens');
+    expect(renderNotes(['ingress.enabled=true'])).toContain('export SPAWNER_API=http://spawner.example.com\n');
+  });
+
+  it('api.auth.anonymous refuses tokens next to it', () => {
+    for (const extra of ['api.auth.tokens[0]=0123456789abcdef0', 'api.auth.existingSecret=mine']) {
+      const r = helm(['template', 'spawner', CHART, '--set', 'api.auth.anonymous=true', '--set', extra]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toContain('api.auth.anonymous runs the API without tokens');
+    }
   });
 });
 

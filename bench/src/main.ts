@@ -18,11 +18,23 @@ import { killAllChildrenNow, stopAllChildren } from './processes';
 import { machineInfo, printResult, saveResult, type BenchResult } from './report';
 import { spawnPipeline } from './spawn-pipeline';
 import { sweeperScale } from './sweeper-scale';
+import { SERVICE_MODES, type ServiceMode } from '../../operator/src/config';
 
 type Flags = Record<string, string>;
 type Runner = (flags: Flags) => Promise<Omit<BenchResult, 'machine' | 'startedAt' | 'finishedAt'>>;
 
 const num = (flags: Flags, name: string, def: number): number => (flags[name] !== undefined ? Number(flags[name]) : def);
+
+/** `--service-mode=ClusterIP|Headless|None` (the operator's); `--headless` is kept as Headless. */
+function serviceModeFlag(flags: Flags): ServiceMode | undefined {
+  if (flags.headless !== undefined) return 'Headless';
+  const mode = flags['service-mode'];
+  if (mode === undefined) return undefined;
+  if (!(SERVICE_MODES as readonly string[]).includes(String(mode))) {
+    throw new Error(`--service-mode must be one of ${SERVICE_MODES.join(', ')}`);
+  }
+  return mode as ServiceMode;
+}
 
 interface Benchmark {
   run: Runner;
@@ -48,27 +60,27 @@ const BENCHMARKS: Record<string, Benchmark> = {
   'spawn-pipeline': {
     tools: ['flock', 'ip', 'openssl'],
     cluster: true,
-    help: '--rounds=2 --backends=200 --concurrency=20 [--operator-concurrency=N] [--headless]',
+    help: '--rounds=2 --backends=200 --concurrency=20 [--operator-concurrency=N] [--service-mode=ClusterIP|Headless|None]',
     run: (f) =>
       spawnPipeline({
         rounds: num(f, 'rounds', 2),
         backends: num(f, 'backends', 200),
         concurrency: num(f, 'concurrency', 20),
         operatorConcurrency: f['operator-concurrency'] !== undefined ? Number(f['operator-concurrency']) : undefined,
-        headless: f.headless !== undefined,
+        serviceMode: serviceModeFlag(f),
       }),
   },
   'operator-scale': {
     tools: ['flock', 'ip', 'openssl'],
     cluster: true,
-    help: '--existing=2000 --new=50 --rounds=3 --concurrency=20 [--headless]',
+    help: '--existing=2000 --new=50 --rounds=3 --concurrency=20 [--service-mode=ClusterIP|Headless|None]',
     run: (f) =>
       operatorScale({
         existing: num(f, 'existing', 2000),
         newPerRound: num(f, 'new', 50),
         rounds: num(f, 'rounds', 3),
         concurrency: num(f, 'concurrency', 20),
-        headless: f.headless !== undefined,
+        serviceMode: serviceModeFlag(f),
       }),
   },
   'sweeper-scale': {

@@ -39,14 +39,15 @@ import { memoryOf, Sampler } from './proc';
 import { sleep, waitUntil } from './processes';
 import type { BenchResult, Table, TargetCheck } from './report';
 import { fmt, fmtSpread, latencySummary, median, spread } from './stats';
+import type { ServiceMode } from '../../operator/src/config';
 
 export interface OperatorScaleOptions {
   existing: number;
   newPerRound: number;
   rounds: number;
   concurrency: number;
-  /** Both operators with --headless-services (no cluster IPs allocated). */
-  headless?: boolean;
+  /** Both operators with this --service-mode (default ClusterIP). */
+  serviceMode?: ServiceMode;
 }
 
 function unschedulable(name: string, namespace: string): SessionLivedBackend {
@@ -94,7 +95,7 @@ const operatorWriteCount = (m: string): number =>
 export async function operatorScale(
   opts: OperatorScaleOptions,
 ): Promise<Omit<BenchResult, 'machine' | 'startedAt' | 'finishedAt'>> {
-  const extra = opts.headless ? ['--headless-services=true'] : [];
+  const extra = opts.serviceMode ? [`--service-mode=${opts.serviceMode}`] : [];
   return withCluster('operator-scale', async (session) => {
     const restoreServiceRange = await extendServiceRange(session.kube);
     const nsBase = await createNamespace(session.kube, 'op-base');

@@ -17,7 +17,7 @@ import { newBackend, type SessionLivedBackend } from '../../common/src/backend';
 import { isTerminal, PHASES, phaseOf, phaseRank } from '../../common/src/lifecycle';
 import { ANNOTATION_TOKEN_HASH, SIDECAR_CONTAINER } from '../../common/src/constants';
 import { BACKENDS, EVENTS, PODS, SERVICES } from '../../common/src/kube/resources';
-import { loadOperatorConfig } from '../../operator/src/config';
+import { loadOperatorConfig, type ServiceMode } from '../../operator/src/config';
 import { buildPod, buildService } from '../../operator/src/desired-state';
 import {
   agentPods,
@@ -46,8 +46,8 @@ export interface SpawnPipelineOptions {
   concurrency: number;
   /** The operator's --concurrency (its default when undefined). */
   operatorConcurrency?: number;
-  /** Headless Services, for Spawner (the operator's --headless-services) and the raw pairs alike. */
-  headless?: boolean;
+  /** The operator's --service-mode, applied to the raw baseline alike (None: raw Pods only). */
+  serviceMode?: ServiceMode;
 }
 
 const API_TOKEN = 'bench-api-token-0123456789abcdef';
@@ -124,7 +124,7 @@ async function spawnerRound(session: ClusterSession, opts: SpawnPipelineOptions,
   const operatorArgs = [
     `--namespaces=${ns}`,
     ...(opts.operatorConcurrency ? [`--concurrency=${opts.operatorConcurrency}`] : []),
-    ...(opts.headless ? ['--headless-services=true'] : []),
+    ...(opts.serviceMode ? [`--service-mode=${opts.serviceMode}`] : []),
   ];
   const operator = await startComponent('operator', operatorArgs, session, { logName: `operator-spawn-${round}` });
   const api = await startComponent(
@@ -243,12 +243,12 @@ async function rawRound(session: ClusterSession, opts: SpawnPipelineOptions, rou
         { uid: 'none', annotations: { [ANNOTATION_TOKEN_HASH]: createHash('sha256').update(name).digest('hex') } },
       );
       const pod = buildPod(backend, cfg);
-      const svc = buildService(backend, { headlessServices: opts.headless });
+      const svc = opts.serviceMode === 'None' ? undefined : buildService(backend, { serviceMode: opts.serviceMode });
       delete pod.metadata?.ownerReferences;
-      delete svc.metadata?.ownerReferences;
+      delete svc?.metadata?.ownerReferences;
       const sentAt = Date.now();
       items.set(name, { sentAt, seen: {} });
-      await Promise.all([session.kube.create(PODS, ns, pod), session.kube.create(SERVICES, ns, svc)]);
+      await Promise.all([session.kube.create(PODS, ns, pod), ...(svc ? [session.kube.create(SERVICES, ns, svc)] : [])]);
       requestMs.push(Date.now() - sentAt);
     });
     process.stdout.write(
@@ -458,7 +458,12 @@ function summarize(opts: SpawnPipelineOptions, rounds: RoundResult[]): Omit<Benc
     settings: {
       ...opts,
       image: TEST_IMAGE,
-      services: opts.headless ? 'headless (clusterIP: None), Spawner and raw' : 'with a cluster IP, Spawner and raw',
+      services:
+        opts.serviceMode === 'None'
+          ? 'none (serviceMode None), Spawner and raw'
+          : opts.serviceMode === 'Headless'
+            ? 'headless (clusterIP: None), Spawner and raw'
+            : 'with a cluster IP, Spawner and raw',
       components: 'operator and API as host processes (dist/), Pods through the e2e node agent',
     },
     tables,

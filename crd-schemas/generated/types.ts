@@ -155,7 +155,7 @@ swept?: boolean
 failed?: boolean
 nodeName?: string
 /**
- * Cluster IP of the backend's Service.
+ * Cluster IP of the backend's Service, or the Pod's IP with serviceMode Headless or None.
  */
 ip?: string
 /**
@@ -163,10 +163,14 @@ ip?: string
  */
 port?: number
 /**
- * In-cluster URL of the backend (through its Service and sidecar).
+ * In-cluster URL of the backend (through its Service and sidecar; with serviceMode None, the Pod's IP).
  */
 url?: string
 podIP?: string
+/**
+ * The uid of the backend's Pod: traffic goes only to the Pod of this uid (a reused Pod IP never reaches another backend).
+ */
+podUID?: string
 /**
  * Exit code of the application container, when it exited.
  */

@@ -2,6 +2,14 @@ import { loadConfig, type ConfigSpec } from '../../common/src/config';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
 import { DEFAULT_FAILED_RETENTION_SECONDS } from '../../common/src/constants';
 
+/**
+ * How a backend is reached in the cluster: `ClusterIP` (the original's: a Service with a cluster
+ * IP), `Headless` (a Service whose DNS name resolves to the Pod: no cluster IP to allocate) or
+ * `None` (no Service at all: the entry point and the sweeper dial the Pod by IP).
+ */
+export type ServiceMode = 'ClusterIP' | 'Headless' | 'None';
+export const SERVICE_MODES: readonly ServiceMode[] = ['ClusterIP', 'Headless', 'None'];
+
 export interface OperatorConfig {
   namespaces: string[];
   sidecarImage: string;
@@ -11,7 +19,7 @@ export interface OperatorConfig {
   sidecarEnv: Record<string, string>;
   imagePullSecret?: string;
   failedRetentionSeconds: number;
-  headlessServices: boolean;
+  serviceMode: ServiceMode;
   resyncSeconds: number;
   concurrency: number;
   adminPort: number;
@@ -82,11 +90,12 @@ export const operatorConfigSpec: ConfigSpec = {
         minimum: 0,
         default: DEFAULT_FAILED_RETENTION_SECONDS,
       },
-      headlessServices: {
-        type: 'boolean',
+      serviceMode: {
+        type: 'string',
         description:
-          "Give each backend a headless Service (clusterIP: None; its DNS name resolves to the Pod) instead of a cluster IP. Spares the API server's cluster-IP allocation, one at a time cluster-wide, and kube-proxy's rules for every backend; status.ip is then the Pod's IP.",
-        default: false,
+          "How backends are reached: ClusterIP (a Service with a cluster IP, as the original), Headless (a Service without cluster IP; spares the API server's cluster-IP allocation, one at a time cluster-wide, and kube-proxy's rules) or None (no Service: the entry point routes to the Pod; one write and one lock less per backend). With Headless and None, status.ip is the Pod's IP; with None, status.url is http://<podIP>:9090/.",
+        enum: [...SERVICE_MODES],
+        default: 'ClusterIP',
       },
       resyncSeconds: {
         type: 'integer',

@@ -49,15 +49,43 @@ describe('decide', () => {
     });
 
     it("records the Pod's IP as the backend's ip behind a headless Service", () => {
-      const headless = buildService(b, { headlessServices: true });
+      const headless = buildService(b, { serviceMode: 'Headless' });
       const plan = run({ backend: b, pod: podFor(b, runningReady(true), 'node-a'), service: headless });
       expect(transition(plan.actions)!.transition.fields).toMatchObject({ ip: '10.88.0.5', podIP: '10.88.0.5' });
+    });
+
+    it('service-less: with serviceMode None creates no Service, and the Pod is the address', () => {
+      const fresh = backendFixture();
+      const first = decide({ backend: fresh, now: secondsAfter(1), failedRetentionMs: RETENTION, serviceMode: 'None' });
+      expect(kinds(first.actions)).toEqual(['createPod', 'transition']);
+      expect(transition(first.actions)!.transition).toMatchObject({ phase: 'Constructed' });
+      expect(transition(first.actions)!.transition.fields?.url).toBeUndefined();
+      const plan = decide({
+        backend: b,
+        pod: podFor(b, runningReady(true), 'node-a'),
+        now: secondsAfter(1),
+        failedRetentionMs: RETENTION,
+        serviceMode: 'None',
+      });
+      expect(kinds(plan.actions)).not.toContain('createService');
+      expect(transition(plan.actions)!.transition).toMatchObject({
+        phase: 'Ready',
+        fields: { ip: '10.88.0.5', podIP: '10.88.0.5', podUID: 'pod-uid', url: 'http://10.88.0.5:9090/', port: 9090 },
+      });
     });
 
     it('does nothing more once the phase and facts are recorded', () => {
       const ready = backendFixture(
         {},
-        { phase: 'Ready', nodeName: 'node-a', podIP: '10.88.0.5', ip: '10.0.0.9', port: 9090, url: 'http://b1.ns.svc:9090/' },
+        {
+          phase: 'Ready',
+          nodeName: 'node-a',
+          podIP: '10.88.0.5',
+          podUID: 'pod-uid',
+          ip: '10.0.0.9',
+          port: 9090,
+          url: 'http://b1.ns.svc:9090/',
+        },
       );
       ready.metadata.labels = { ...ready.metadata.labels, spawnerGroup: 'node-a' };
       const plan = run({ backend: ready, pod: podFor(ready, runningReady(true), 'node-a'), service: serviceFor(ready) });

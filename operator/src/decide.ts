@@ -6,7 +6,8 @@ import type { V1Pod, V1Service } from '@kubernetes/client-node';
 import type { Phase, SessionLivedBackend, SessionLivedBackendStatus } from '../../common/src/backend';
 import { isTerminal, phaseOf, phaseRank, phaseTime, Reasons, wasReady, type Transition } from '../../common/src/lifecycle';
 import { DEFAULT_STARTUP_TIMEOUT_SECONDS, LABEL_SPAWNER_GROUP, SIDECAR_SERVE_PORT } from '../../common/src/constants';
-import { serviceUrl, specProblems } from './desired-state';
+import type { ServiceMode } from './config';
+import { podUrl, serviceUrl, specProblems } from './desired-state';
 import { observePod } from './observe-pod';
 
 export type Action =
@@ -34,6 +35,8 @@ export interface DecideInput {
   podConfirmedMissing?: boolean;
   now: Date;
   failedRetentionMs: number;
+  /** How the backend is reached (operator config); default ClusterIP. */
+  serviceMode?: ServiceMode;
 }
 
 const time = (v: unknown): number => new Date(v as string).getTime();
@@ -96,20 +99,19 @@ export function decide(input: DecideInput): Plan {
   }
   if (pod?.metadata?.deletionTimestamp) return { actions: [fail(Reasons.PodDeleted, "the backend's Pod is being deleted")] };
 
+  const serviceMode = input.serviceMode ?? 'ClusterIP';
   const actions: Action[] = [];
   if (!pod) actions.push({ kind: 'createPod' });
-  if (!service) actions.push({ kind: 'createService' });
+  if (!service && serviceMode !== 'None') actions.push({ kind: 'createService' });
 
   // Both exist once this pass's creates succeed; a failed create throws and stops the pass.
   let target: Phase = 'Constructed';
-  const fields: Partial<SessionLivedBackendStatus> = {
-    port: SIDECAR_SERVE_PORT,
-    url: serviceUrl(backend),
-  };
-  // The address clients reach the backend at: the Service's cluster IP, or for a headless
-  // Service (which DNS resolves to the Pod) the Pod's IP, set below.
-  const headless = service?.spec?.clusterIP === 'None';
-  if (service?.spec?.clusterIP && !headless) fields.ip = service.spec.clusterIP;
+  const fields: Partial<SessionLivedBackendStatus> = { port: SIDECAR_SERVE_PORT };
+  // The address clients reach the backend at: the Service's cluster IP; for a headless Service
+  // (which DNS resolves to the Pod) or no Service at all, the Pod's IP, set below.
+  const byPodIP = serviceMode === 'None' || service?.spec?.clusterIP === 'None';
+  if (serviceMode !== 'None') fields.url = serviceUrl(backend);
+  if (service?.spec?.clusterIP && !byPodIP) fields.ip = service.spec.clusterIP;
 
   if (pod) {
     const appName = backend.spec.template.containers[0].name;
@@ -135,8 +137,10 @@ export function decide(input: DecideInput): Plan {
       if (backend.metadata.labels?.[LABEL_SPAWNER_GROUP] !== obs.nodeName)
         actions.push({ kind: 'labelNode', node: obs.nodeName });
     }
+    if (pod.metadata?.uid) fields.podUID = pod.metadata.uid;
     if (obs.podIP) fields.podIP = obs.podIP;
-    if (obs.podIP && headless) fields.ip = obs.podIP;
+    if (obs.podIP && byPodIP) fields.ip = obs.podIP;
+    if (obs.podIP && serviceMode === 'None') fields.url = podUrl(obs.podIP);
     if (obs.running && obs.nodeName) target = 'Running';
     if (obs.ready && obs.running && obs.nodeName) target = 'Ready';
 

@@ -83,7 +83,7 @@ describe('the Service built for a backend', () => {
   });
 
   it('is headless (no cluster IP to allocate) when so configured', () => {
-    const s = buildService(backendFixture(), { headlessServices: true });
+    const s = buildService(backendFixture(), { serviceMode: 'Headless' });
     expect(s.spec?.clusterIP).toBe('None');
     expect(s.spec?.selector).toEqual({ run: 'b1' });
   });

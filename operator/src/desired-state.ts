@@ -16,7 +16,7 @@ import {
   SIDECAR_CONTAINER,
   SIDECAR_SERVE_PORT,
 } from '../../common/src/constants';
-import type { OperatorConfig } from './config';
+import type { OperatorConfig, ServiceMode } from './config';
 
 export type SidecarConfig = Pick<
   OperatorConfig,
@@ -145,7 +145,7 @@ export function buildPod(backend: SessionLivedBackend, cfg: SidecarConfig): V1Po
   };
 }
 
-export function buildService(backend: SessionLivedBackend, cfg: { headlessServices?: boolean } = {}): V1Service {
+export function buildService(backend: SessionLivedBackend, cfg: { serviceMode?: ServiceMode } = {}): V1Service {
   const name = backend.metadata.name as string;
   return {
     apiVersion: 'v1',
@@ -158,7 +158,7 @@ export function buildService(backend: SessionLivedBackend, cfg: { headlessServic
     },
     spec: {
       type: 'ClusterIP',
-      ...(cfg.headlessServices ? { clusterIP: 'None' } : {}),
+      ...(cfg.serviceMode === 'Headless' ? { clusterIP: 'None' } : {}),
       selector: { [LABEL_RUN]: name },
       ports: [{ name: SERVICE_PORT_NAME, protocol: 'TCP', port: SIDECAR_SERVE_PORT, targetPort: SIDECAR_SERVE_PORT }],
     },
@@ -168,4 +168,9 @@ export function buildService(backend: SessionLivedBackend, cfg: { headlessServic
 /** The in-cluster URL of a backend, through its Service and sidecar (the original's `url`). */
 export function serviceUrl(backend: SessionLivedBackend): string {
   return `http://${backend.metadata.name}.${backend.metadata.namespace}.svc:${SIDECAR_SERVE_PORT}/`;
+}
+
+/** The in-cluster URL of a backend without a Service: its Pod's sidecar (as the original's Service URL was). */
+export function podUrl(podIP: string): string {
+  return `http://${podIP.includes(':') ? `[${podIP}]` : podIP}:${SIDECAR_SERVE_PORT}/`;
 }

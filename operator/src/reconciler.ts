@@ -61,7 +61,7 @@ export class Reconciler {
   constructor(
     private readonly kube: KubeClient,
     private readonly cache: ObjectCache,
-    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity' | 'headlessServices'> &
+    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity' | 'serviceMode'> &
       Parameters<typeof buildPod>[1],
     private readonly metrics: OperatorMetrics,
     private readonly logger: Logger,
@@ -101,7 +101,8 @@ export class Reconciler {
     const service = this.cache.service(namespace, name);
     const retention = this.config.failedRetentionSeconds * 1000;
 
-    let plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention });
+    const serviceMode = this.config.serviceMode;
+    let plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention, serviceMode });
     if (plan.actions.some((a) => a.kind === 'confirmPodGone')) {
       const live = await this.kube.get<V1Pod>(PODS, namespace, name);
       if (live) return { requeueAfterMs: 500 };
@@ -112,6 +113,7 @@ export class Reconciler {
         podConfirmedMissing: true,
         now: this.now(),
         failedRetentionMs: retention,
+        serviceMode,
       });
     }
 

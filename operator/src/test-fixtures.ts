@@ -14,7 +14,7 @@ export const testConfig: OperatorConfig = {
   sidecarSecurityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true },
   sidecarEnv: { LOG_LEVEL: 'debug' },
   failedRetentionSeconds: 60,
-  headlessServices: false,
+  serviceMode: 'ClusterIP',
   resyncSeconds: 300,
   concurrency: 4,
   adminPort: 0,

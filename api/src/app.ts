@@ -66,7 +66,7 @@ function authorize(mode: AuthMode, auth: TokenVerifier, store: BackendStore): Re
       // Only a possible name is looked up: garbage must not reach the API server before the cache syncs.
       if (typeof name === 'string' && isDnsLabel(name) && presented) {
         // One that ended and is gone still opens its own status routes, while the store remembers it.
-        const backend = (await store.get(name)) ?? store.ended?.(name);
+        const backend = (await store.get(name)) ?? store.ended(name);
         // An unknown name gets the same 401 as a wrong token: the token holder learns nothing.
         if (backend && backendTokenValid(backend, presented)) return next();
       }

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -16,7 +17,7 @@ import { writeFigures } from './support/figures';
 import { freePort } from './support/components';
 import { TEST_IMAGE } from './support/backends';
 import { installChart, readyComponentPod, RELEASE, uninstallChart, upgradeChart } from './support/chart';
-import { adminClient, createNamespace, describeWithAgent, helm, kubectl, ROOT, waitFor } from './support/cluster';
+import { adminClient, containerLogs, createNamespace, describeWithAgent, helm, kubectl, ROOT, waitFor } from './support/cluster';
 
 jest.setTimeout(300_000);
 
@@ -98,6 +99,9 @@ describeWithAgent('chart', () => {
       ['operator', 'create', 'pods', 'yes'],
       ['operator', 'delete', 'services', 'yes'],
       ['operator', 'patch', 'sessionlivedbackends.spawner.dev/status', 'yes'],
+      // blockOwnerDeletion on its Pods and Services, under OwnerReferencesPermissionEnforcement:
+      ['operator', 'update', 'sessionlivedbackends.spawner.dev/finalizers', 'yes'],
+      ['operator', 'update', 'sessionlivedbackends.spawner.dev', 'no'],
       ['operator', 'get', 'secrets', 'no'],
       ['operator', 'create', 'deployments.apps', 'no'],
       ['operator', 'create', 'pods', 'no', 'default'],
@@ -110,6 +114,7 @@ describeWithAgent('chart', () => {
       ['api', 'create', 'sessionlivedbackends.spawner.dev', 'yes'],
       ['api', 'delete', 'sessionlivedbackends.spawner.dev', 'yes'],
       ['api', 'delete', 'pods', 'no'],
+      ['api', 'update', 'sessionlivedbackends.spawner.dev/finalizers', 'no'],
       ['api', 'get', 'secrets', 'no'],
       ['api', 'create', 'sessionlivedbackends.spawner.dev', 'no', 'default'],
     ];
@@ -427,5 +432,196 @@ describeWithAgent('chart', () => {
     expect((await kubectl(['get', 'crd', 'sessionlivedbackends.spawner.dev', '-o', 'name'])).stdout.trim()).toBe(
       'customresourcedefinition.apiextensions.k8s.io/sessionlivedbackends.spawner.dev',
     );
+  });
+});
+
+/**
+ * The chart with its Ingress enabled, default values otherwise. No ingress controller runs here, so
+ * the test sends what one sends (Host, X-Forwarded-Proto/Host/For) to the API and entry point Pods,
+ * at the paths the Ingress routes (/ to the API, /p/ to the entry point).
+ */
+describeWithAgent('chart behind an ingress', () => {
+  const HOST = 'spawner.example.com';
+  let ns = '';
+
+  beforeAll(async () => {
+    ns = await createNamespace('chart-ingress');
+    await installChart(ns, TOKEN, ['ingress.enabled=true']);
+  });
+
+  afterAll(() => uninstallChart(ns));
+
+  /** A Ready API Pod of the current release revision: its env holds `name=value`. */
+  const apiPodWith = (name: string, value: string): Promise<string> =>
+    waitFor(
+      async () => {
+        const pods = await adminClient().list<V1Pod>(PODS, ns, {
+          labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=api`,
+        });
+        const pod = pods.items.find(
+          (p) =>
+            !p.metadata?.deletionTimestamp &&
+            p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
+            p.spec?.containers[0].env?.some((e) => e.name === name && e.value === value),
+        );
+        return pod?.status?.podIP;
+      },
+      { description: `a ready API pod with ${name}=${value}`, timeoutMs: 120_000 },
+    );
+
+  const upgradeWith = (sets: string[], jsonSets: string[] = []) =>
+    helm(
+      [
+        'upgrade',
+        RELEASE,
+        join(ROOT, 'chart'),
+        '--namespace',
+        ns,
+        '--reuse-values',
+        ...sets.flatMap((s) => ['--set', s]),
+        ...jsonSets.flatMap((s) => ['--set-json', s]),
+      ].concat(['--wait', '--timeout', '120s']),
+      { timeoutMs: 150_000 },
+    );
+
+  /** An HTTP request with any headers, Host included (what fetch would not let a test set). */
+  function request(
+    url: string,
+    opts: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
+  ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        url,
+        {
+          method: opts.method ?? 'GET',
+          agent: false,
+          timeout: 10_000,
+          headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...opts.headers },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`${url} timed out`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  /** What ingress-nginx sends upstream for a client of http(s)://HOST. */
+  const fromIngress = (proto: 'http' | 'https'): Record<string, string> => ({
+    host: HOST,
+    'x-forwarded-proto': proto,
+    'x-forwarded-host': HOST,
+    'x-forwarded-port': proto === 'https' ? '443' : '80',
+    'x-forwarded-for': '203.0.113.7',
+    'x-real-ip': '203.0.113.7',
+  });
+
+  type Urls = { name: string; url: string; readyUrl: string; statusUrl: string };
+
+  /** A backend created through /v1 and one through /spawn, as a client behind the Ingress would. */
+  async function spawnBoth(apiIp: string, headers: Record<string, string>): Promise<Urls[]> {
+    const v1 = await request(`http://${apiIp}:8080/v1/backends`, {
+      method: 'POST',
+      headers,
+      body: { image: TEST_IMAGE, gracePeriodSeconds: 30 },
+    });
+    expect(v1.status).toBe(201);
+    const legacy = await request(`http://${apiIp}:8080/spawn`, { method: 'POST', headers, body: { image: TEST_IMAGE } });
+    expect(legacy.status).toBe(200);
+    return [JSON.parse(v1.body) as Urls, JSON.parse(legacy.body) as Urls];
+  }
+
+  /** Where each URL points: scheme, host (with any port), and path. */
+  const shape = (u: Urls) =>
+    [u.url, u.readyUrl, u.statusUrl].map((s) => {
+      const p = new URL(s);
+      return `${p.protocol}//${p.host}${p.pathname}`;
+    });
+
+  test('chart: URLs work behind the ingress', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const apiIp = await apiPodWith('SPAWNER_API_ENTRY_POINT_BASE_URL', `http://${HOST}`);
+
+    // Default values: the Ingress serves http://HOST; a forged X-Forwarded-Host does not steer the URLs.
+    const created = await spawnBoth(apiIp, { ...auth, ...fromIngress('http') });
+    const forged = await spawnBoth(apiIp, { ...auth, ...fromIngress('http'), 'x-forwarded-host': 'evil.example' });
+    for (const b of [...created, ...forged]) {
+      expect(shape(b)).toEqual([
+        `http://${HOST}/p/${b.name}/`,
+        `http://${HOST}/backend/${b.name}/ready`,
+        `http://${HOST}/backend/${b.name}/status`,
+      ]);
+      expect(b.url).not.toContain(':8081');
+    }
+
+    // The URLs work where the Ingress sends them: readyUrl (/ → the API Service) redirects to url,
+    // and url (/p/ → the entry point Service) reaches the backend.
+    for (const b of created) {
+      const ready = new URL(b.readyUrl);
+      const redirect = await waitFor(
+        async () => {
+          const r = await request(`http://${apiIp}:8080${ready.pathname}${ready.search}`, { headers: fromIngress('http') });
+          return r.status === 302 ? r : undefined;
+        },
+        { description: `${b.name} Ready (302 from its readyUrl)`, timeoutMs: 90_000 },
+      );
+      expect(redirect.headers.location).toBe(b.url);
+      const url = new URL(b.url);
+      const page = await request(`http://${apiIp}:8081${url.pathname}${url.search}`, { headers: fromIngress('http') });
+      expect(page.status).toBe(200);
+      const status = new URL(b.statusUrl);
+      const st = await request(`http://${apiIp}:8080${status.pathname}${status.search}`, { headers: fromIngress('http') });
+      expect(JSON.parse(st.body)).toMatchObject({ state: 'Ready' });
+    }
+
+    // TLS on the Ingress (a certificate for HOST): the URLs are https, still without a port.
+    await upgradeWith([`ingress.tls[0].hosts[0]=${HOST}`, 'ingress.tls[0].secretName=spawner-tls']);
+    const tlsApiIp = await apiPodWith('SPAWNER_API_ENTRY_POINT_BASE_URL', `https://${HOST}`);
+    for (const b of await spawnBoth(tlsApiIp, { ...auth, ...fromIngress('https') })) {
+      expect(shape(b)).toEqual([
+        `https://${HOST}/p/${b.name}/`,
+        `https://${HOST}/backend/${b.name}/ready`,
+        `https://${HOST}/backend/${b.name}/status`,
+      ]);
+    }
+  });
+
+  test('chart: anonymous API when opted in (and still 401 by default)', async () => {
+    // The release so far runs with the default: bearer tokens.
+    const before = await apiPodWith('SPAWNER_API_TOKEN_FILE', '/etc/spawner/tokens/tokens');
+    expect((await request(`http://${before}:8080/v1/backends`)).status).toBe(401);
+    expect((await request(`http://${before}:8080/spawn`, { method: 'POST', body: { image: TEST_IMAGE } })).status).toBe(401);
+    expect((await request(`http://${before}:8080/v1/backends`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(
+      200,
+    );
+
+    const upgrade = await upgradeWith(['api.auth.anonymous=true'], ['api.auth.tokens=[]']);
+    // Announced in NOTES ...
+    expect(upgrade.stdout).toContain('WARNING: api.auth.anonymous=true, the API runs WITHOUT bearer tokens');
+    const apiIp = await apiPodWith('SPAWNER_API_ALLOW_ANONYMOUS', 'true');
+
+    // ... and protected routes answer without a token.
+    expect((await request(`http://${apiIp}:8080/v1/backends`)).status).toBe(200);
+    const spawned = await request(`http://${apiIp}:8080/spawn`, { method: 'POST', body: { image: TEST_IMAGE } });
+    expect(spawned.status).toBe(200);
+    const { name } = JSON.parse(spawned.body) as Urls;
+    expect((await request(`http://${apiIp}:8080/v1/backends/${name}`, { method: 'DELETE' })).status).toBe(202);
+
+    // ... and loudly at start, in the API's log.
+    const pod = (
+      await adminClient().list<V1Pod>(PODS, ns, {
+        labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=api`,
+      })
+    ).items.find((p) => p.status?.podIP === apiIp)!;
+    const log = await containerLogs(ns, pod.metadata!.name!, 'api', 1000);
+    expect(log).toMatch(/"level":"warn".*API authentication is off/);
+    // The token Secret is gone with the opt-in.
+    expect((await kubectl(['get', 'secret', `${RELEASE}-api-tokens`, '-n', ns], { allowFail: true })).code).not.toBe(0);
   });
 });

@@ -7,12 +7,11 @@ import type { SessionLivedBackend } from '../common/src/backend';
 import { BACKENDS } from '../common/src/kube/resources';
 import { TEST_IMAGE } from './support/backends';
 import { adminClient, agentInfo, describeWithAgent, useNamespace, waitFor } from './support/cluster';
-import { startComponent, stopAll, type Component } from './support/components';
+import { E2E_API_TOKEN, startApi, startComponent, stopAll, type Component } from './support/components';
 
 jest.setTimeout(180_000);
 
-const TOKEN = 'e2e-api-token-0123456789abcdef';
-const SIGNING_SECRET = 'e2e-signing-secret-0123456789abcdef';
+const TOKEN = E2E_API_TOKEN;
 
 interface Sse {
   events: Array<{ event?: string; data: unknown }>;
@@ -62,13 +61,7 @@ describeWithAgent('api', () => {
   beforeAll(async () => {
     operator = await startComponent('operator', [`--namespaces=${ns.name}`]);
     sweeper = await startComponent('sweeper', [`--namespaces=${ns.name}`, `--node-name=${agentInfo()!.nodeName}`]);
-    api = await startComponent(
-      'api',
-      [`--namespace=${ns.name}`, '--entry-point-port=0', '--host=127.0.0.1', '--entry-point-host=127.0.0.1'],
-      {
-        env: { SPAWNER_API_TOKENS: TOKEN, SPAWNER_API_SIGNING_SECRET: SIGNING_SECRET },
-      },
-    );
+    api = await startApi(ns.name);
     base = `http://127.0.0.1:${api.port}`;
   });
   afterAll(() => stopAll([api, sweeper, operator]));
@@ -259,17 +252,10 @@ describeWithAgent('lifecycle: ended backends', () => {
   let api: Component;
   let shortApi: Component;
   const auth = { authorization: `Bearer ${TOKEN}` };
-  const startApi = (extra: string[]) =>
-    startComponent(
-      'api',
-      [`--namespace=${ns.name}`, '--entry-point-port=0', '--host=127.0.0.1', '--entry-point-host=127.0.0.1', ...extra],
-      { env: { SPAWNER_API_TOKENS: TOKEN, SPAWNER_API_SIGNING_SECRET: SIGNING_SECRET } },
-    );
-
   beforeAll(async () => {
     operator = await startComponent('operator', [`--namespaces=${ns.name}`]);
-    api = await startApi([]);
-    shortApi = await startApi([`--ended-retention-seconds=${SHORT_RETENTION_S}`]);
+    api = await startApi(ns.name);
+    shortApi = await startApi(ns.name, [`--ended-retention-seconds=${SHORT_RETENTION_S}`]);
   });
   afterAll(() => stopAll([shortApi, api, operator]));
 

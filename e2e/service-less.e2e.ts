@@ -9,12 +9,9 @@ import type { SessionLivedBackend } from '../common/src/backend';
 import { BACKENDS, SERVICES } from '../common/src/kube/resources';
 import { TEST_IMAGE } from './support/backends';
 import { adminClient, agentInfo, describeWithAgent, useNamespace } from './support/cluster';
-import { startComponent, stopAll, type Component } from './support/components';
+import { E2E_API_TOKEN, startApi, startComponent, stopAll, type Component } from './support/components';
 
 jest.setTimeout(180_000);
-
-const TOKEN = 'e2e-api-token-0123456789abcdef';
-const SIGNING_SECRET = 'e2e-signing-secret-0123456789abcdef';
 
 describeWithAgent('service-less', () => {
   const ns = useNamespace('svcless');
@@ -22,16 +19,12 @@ describeWithAgent('service-less', () => {
   let sweeper: Component;
   let api: Component;
   let base: string;
-  const auth = { authorization: `Bearer ${TOKEN}` };
+  const auth = { authorization: `Bearer ${E2E_API_TOKEN}` };
 
   beforeAll(async () => {
     operator = await startComponent('operator', [`--namespaces=${ns.name}`, '--service-mode=None']);
     sweeper = await startComponent('sweeper', [`--namespaces=${ns.name}`, `--node-name=${agentInfo()!.nodeName}`]);
-    api = await startComponent(
-      'api',
-      [`--namespace=${ns.name}`, '--entry-point-port=0', '--host=127.0.0.1', '--entry-point-host=127.0.0.1'],
-      { env: { SPAWNER_API_TOKENS: TOKEN, SPAWNER_API_SIGNING_SECRET: SIGNING_SECRET } },
-    );
+    api = await startApi(ns.name);
     base = `http://127.0.0.1:${api.port}`;
   });
   afterAll(() => stopAll([api, sweeper, operator]));

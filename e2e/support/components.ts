@@ -94,6 +94,22 @@ export async function startComponent(
   return component;
 }
 
+/** The bearer token and signing secret of the API host processes the e2e tests start. */
+export const E2E_API_TOKEN = 'e2e-api-token-0123456789abcdef';
+export const E2E_SIGNING_SECRET = 'e2e-signing-secret-0123456789abcdef';
+
+/**
+ * The API and its entry point as a host process for `namespace`, both on 127.0.0.1 (the entry
+ * point on a port of its own choosing), with E2E_API_TOKEN; `extra` flags are appended.
+ */
+export function startApi(namespace: string, extra: string[] = []): Promise<Component> {
+  return startComponent(
+    'api',
+    [`--namespace=${namespace}`, '--entry-point-port=0', '--host=127.0.0.1', '--entry-point-host=127.0.0.1', ...extra],
+    { env: { SPAWNER_API_TOKENS: E2E_API_TOKEN, SPAWNER_API_SIGNING_SECRET: E2E_SIGNING_SECRET } },
+  );
+}
+
 /** Stops every component given (ignoring ones already gone). */
 export async function stopAll(components: Array<Component | undefined>): Promise<void> {
   await Promise.all(components.filter((c): c is Component => !!c).map((c) => c.stop()));

@@ -124,10 +124,15 @@ test('local: browser demo', async () => {
   await second.close();
   await context.close();
   await first.close();
-  await waitFor(async () => (await fetch(`${local.apiUrl}/v1/backends/${name}`)).status === 404, {
+  await waitFor(async () => (await local.store.get(name)) === undefined, {
     timeoutMs: (grace + 20) * 1000,
     intervalMs: 200,
     description: 'the backend to be swept and removed',
+  });
+  // Its ending stays answerable for a while after the removal.
+  expect(await (await fetch(`${local.apiUrl}/v1/backends/${name}`)).json()).toMatchObject({
+    phase: 'Swept',
+    reason: 'IdleTimeout',
   });
   await waitFor(() => !isAlive(pid!), { timeoutMs: 15_000, intervalMs: 100, description: 'the app process to end' });
 });

@@ -96,12 +96,15 @@ test('local: spawn, connect, sweep', async () => {
   expect(events[events.length - 1]).toMatchObject({ reason: 'IdleTimeout', message: `idle for gracePeriodSeconds (${grace})` });
   expect(sweptAfterMs).toBeLessThan((grace + 15) * 1000);
 
-  // Removed, and its process is gone.
-  await waitFor(async () => (await fetch(`${api}/v1/backends/${created.name}`)).status === 404, {
+  // Removed, and its process is gone; the API still answers how it ended (for the ended retention).
+  await waitFor(async () => (await local.store.get(created.name)) === undefined, {
     timeoutMs: 10_000,
     intervalMs: 100,
     description: 'the backend to be removed',
   });
+  const ended = await fetch(`${api}/v1/backends/${created.name}`);
+  expect(ended.status).toBe(200);
+  expect(await ended.json()).toMatchObject({ phase: 'Swept', reason: 'IdleTimeout' });
   await waitFor(() => !isAlive(pid!), { timeoutMs: 15_000, intervalMs: 100, description: 'the app process to end' });
   // The run is forgotten once its sidecar has stopped too.
   await waitFor(() => local.store.appPids().length === 0, { timeoutMs: 10_000, description: 'the run to be cleaned up' });

@@ -13,14 +13,13 @@ import type { CoreV1Event, V1Pod, V1Service } from '@kubernetes/client-node';
 import { type SessionLivedBackend } from '../common/src/backend';
 import { isTerminal, phaseOf } from '../common/src/lifecycle';
 import { BACKENDS, EVENTS, PODS, SERVICES } from '../common/src/kube/resources';
-import { backendManifest, phaseIs, TEST_IMAGE, waitBackend } from './support/backends';
+import { backendManifest, idleDeadline, phaseIs, TEST_IMAGE, waitBackend } from './support/backends';
 import {
   adminClient,
   agentInfo,
   agentPod,
   containerPid,
   describeWithAgent,
-  httpGet,
   pidAlive,
   useNamespace,
   waitFor,
@@ -55,11 +54,6 @@ async function listBackends(namespace: string): Promise<SessionLivedBackend[]> {
 }
 
 /** When the sidecar last saw activity, on this clock, from its own /state. */
-async function lastActive(podIP: string): Promise<number> {
-  const { body } = await httpGet(`http://${podIP}:9091/state`);
-  const state = JSON.parse(body) as { secondsSinceActive: number };
-  return Date.now() - state.secondsSinceActive * 1000;
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -451,7 +445,7 @@ describeWithAgent('chaos: sweeper and sidecar', () => {
         const grace = 30 + (i % 25);
         await kube.create(BACKENDS, ns.name, backendManifest(name, ns.name, { spec: { gracePeriodSeconds: grace } }));
         const b = await waitBackend(ns.name, name, 'Ready', phaseIs('Ready'), 120_000);
-        return { name, grace, deadline: (await lastActive(b.status!.podIP!)) + grace * 1000 };
+        return { name, grace, deadline: await idleDeadline(b, grace) };
       },
     );
     // Kill it when about a third of the countdowns have run out; restart it 3 s later.

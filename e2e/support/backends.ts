@@ -1,8 +1,8 @@
 /** Backend manifests and waits shared by the e2e tests. */
 import { type SessionLivedBackend } from '../../common/src/backend';
-import { phaseOf } from '../../common/src/lifecycle';
+import { phaseOf, phaseTime } from '../../common/src/lifecycle';
 import { BACKENDS } from '../../common/src/kube/resources';
-import { adminClient, waitFor } from './cluster';
+import { adminClient, httpGet, waitFor } from './cluster';
 
 export const TEST_IMAGE = 'ghcr.io/spawner-dev/spawner-test-app:e2e';
 
@@ -51,3 +51,19 @@ export const phaseIs =
   (...phases: string[]) =>
   (b: SessionLivedBackend): boolean =>
     phases.includes(phaseOf(b));
+
+/** When the sidecar at `podIP` last saw activity, on this clock, from its own state. */
+export async function lastActive(podIP: string): Promise<number> {
+  const { body } = await httpGet(`http://${podIP}:9091/state`);
+  const state = JSON.parse(body) as { secondsSinceActive: number };
+  return Date.now() - state.secondsSinceActive * 1000;
+}
+
+/**
+ * When the sweeper should sweep an idle Ready backend, by the idle rule: a grace after the last
+ * activity its sidecar reports, and never before a grace after it was first Ready.
+ */
+export async function idleDeadline(b: SessionLivedBackend, grace: number): Promise<number> {
+  const fromActivity = (await lastActive(b.status!.podIP!)) + grace * 1000;
+  return Math.max(fromActivity, (phaseTime(b, 'Ready') ?? 0) + grace * 1000);
+}

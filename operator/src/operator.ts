@@ -181,10 +181,6 @@ export class SpawnerOperator extends Operator implements ObjectCache {
     this.log.info('reconciling', { namespaces: this.config.namespaces });
   }
 
-  deactivate(): void {
-    this.active = false;
-  }
-
   override stop(): void {
     this.active = false;
     for (const i of this.informers.values()) void i.stop();

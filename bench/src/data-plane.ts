@@ -36,8 +36,6 @@ export interface DataPlaneOptions {
   connections: number;
   /** HTTP upstreams to measure: 'node' (the Node app) and/or 'static' (nginx, 12 bytes). */
   upstreams: Upstream[];
-  /** Also measure the sidecar's old request-level path (--data-path=http-proxy). */
-  withHttpProxy: boolean;
 }
 
 type Upstream = 'node' | 'static';
@@ -137,17 +135,11 @@ export async function dataPlane(opts: DataPlaneOptions): Promise<Omit<BenchResul
 
     // ---- proxies ----
     const sc = { node: await sidecar('sidecar-node', appPort), static: await sidecar('sidecar-static', staticPort) };
-    const scOld = opts.withHttpProxy
-      ? {
-          node: await sidecar('sidecar-http-proxy-node', appPort, {}, ['--data-path=http-proxy']),
-          static: await sidecar('sidecar-http-proxy-static', staticPort, {}, ['--data-path=http-proxy']),
-        }
-      : undefined;
     const epSc = {
       node: await sidecar('ep-sidecar-node', appPort, { SPAWNER_TOKEN_SHA256: TOKEN_HASH }),
       static: await sidecar('ep-sidecar-static', staticPort, { SPAWNER_TOKEN_SHA256: TOKEN_HASH }),
     };
-    for (const c of [sc.node, sc.static, epSc.node, epSc.static, scOld?.node, scOld?.static]) if (c) track(c.child);
+    for (const c of [sc.node, sc.static, epSc.node, epSc.static]) track(c.child);
 
     const nginxPorts = { node: await freePort(), static: await freePort() };
     const nginx = track(
@@ -199,16 +191,6 @@ export async function dataPlane(opts: DataPlaneOptions): Promise<Omit<BenchResul
         base: { node: `http://127.0.0.1:${sc.node.serve}/`, static: `http://127.0.0.1:${sc.static.serve}/` },
         procs: { node: () => [sc.node.child.pid], static: () => [sc.static.child.pid] },
       },
-      ...(scOld
-        ? [
-            {
-              id: 'sidecar-http-proxy',
-              label: 'sidecar (--data-path=http-proxy)',
-              base: { node: `http://127.0.0.1:${scOld.node.serve}/`, static: `http://127.0.0.1:${scOld.static.serve}/` },
-              procs: { node: () => [scOld.node.child.pid], static: () => [scOld.static.child.pid] },
-            },
-          ]
-        : []),
       {
         id: 'nginx',
         label: 'nginx (1 worker)',

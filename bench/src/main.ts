@@ -47,14 +47,13 @@ const BENCHMARKS: Record<string, Benchmark> = {
   'data-plane': {
     tools: ['wrk', 'nginx', 'haproxy'],
     cluster: false,
-    help: '--rounds=5 --duration=3 --connections=50 --upstreams=node,static --with-http-proxy',
+    help: '--rounds=5 --duration=3 --connections=50 --upstreams=node,static',
     run: (f) =>
       dataPlane({
         rounds: num(f, 'rounds', 5),
         durationS: num(f, 'duration', 3),
         connections: num(f, 'connections', 50),
         upstreams: (f.upstreams ?? 'node,static').split(',') as Array<'node' | 'static'>,
-        withHttpProxy: f['with-http-proxy'] !== undefined,
       }),
   },
   'spawn-pipeline': {

@@ -14,7 +14,6 @@ describe('loadSidecarConfig', () => {
       heartbeatSeconds: 5,
       shutdownGraceMs: 5000,
       logLevel: 'info',
-      dataPath: 'relay',
     });
   });
 
@@ -30,12 +29,6 @@ describe('loadSidecarConfig', () => {
   it('prefers its own prefixed variables over the aliases', () => {
     const config = loadSidecarConfig([], { LOG_LEVEL: 'debug', SPAWNER_SIDECAR_LOG_LEVEL: 'warn' });
     expect(config.logLevel).toBe('warn');
-  });
-
-  it('chooses the data path', () => {
-    expect(loadSidecarConfig(['--data-path=http-proxy'], {}).dataPath).toBe('http-proxy');
-    expect(loadSidecarConfig([], { SPAWNER_SIDECAR_DATA_PATH: 'relay' }).dataPath).toBe('relay');
-    expect(() => loadSidecarConfig(['--data-path=nginx'], {})).toThrow(/--data-path/);
   });
 
   it('refuses a malformed token hash and a port out of range', () => {

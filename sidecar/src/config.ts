@@ -7,7 +7,6 @@
 import { ENV_SIDECAR_TOKEN_HASH, SIDECAR_ADMIN_PORT, SIDECAR_SERVE_PORT, DEFAULT_HTTP_PORT } from '../../common/src/constants';
 import { envName, loadConfig, type ConfigSpec } from '../../common/src/config';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
-import { DATA_PATHS, type DataPathName } from './data-path';
 
 export interface SidecarConfig {
   servePort: number;
@@ -21,8 +20,6 @@ export interface SidecarConfig {
   heartbeatSeconds: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
-  /** `relay` when absent (optional so that configs built by hand stay valid). */
-  dataPath?: DataPathName;
 }
 
 const port = (description: string, def: number) => ({
@@ -74,13 +71,6 @@ export const SIDECAR_CONFIG: ConfigSpec = {
         description: 'On shutdown, how long in-flight requests may finish before connections are cut.',
       },
       logLevel: { type: 'string', enum: LOG_LEVELS, default: 'info', description: 'Log level (also LOG_LEVEL).' },
-      dataPath: {
-        type: 'string',
-        enum: DATA_PATHS,
-        default: 'relay',
-        description:
-          'How traffic is proxied: relay (connection-level HTTP/1.1 relay) or http-proxy (request-level, on http-proxy-middleware; a fallback).',
-      },
     },
   },
 };

@@ -1,7 +1,7 @@
 /**
- * What carries the proxied traffic: the relay (src/relay.ts, the default) or the request-level
- * proxy on http-proxy-middleware's engine (src/proxy-path.ts, `--data-path=http-proxy`). Both
- * enforce the same rules (token, holding, accounting) against the same state.
+ * What the sidecar hands its data path (the relay, src/relay.ts) and what it expects back: the
+ * shared state the relay enforces its rules against (token, holding, accounting), and the
+ * listen/drain/destroy lifecycle the sidecar drives.
  */
 import type { Logger } from '../../common/src/logger';
 import type { Activity } from './activity';
@@ -9,9 +9,6 @@ import type { HoldQueue } from './hold-queue';
 import type { SidecarMetrics } from './metrics';
 import type { TokenGate } from './token';
 import type { WebSocketTracker } from './ws-tracker';
-
-export const DATA_PATHS = ['relay', 'http-proxy'] as const;
-export type DataPathName = (typeof DATA_PATHS)[number];
 
 export interface DataPathDeps {
   upstreamHost: string;

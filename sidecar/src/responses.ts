@@ -1,13 +1,8 @@
 /**
- * The few answers the sidecar gives itself instead of the app: short bodies, no caching. The relay
- * writes them as raw HTTP/1.1 (`renderAnswer`); the http-proxy data path uses `respond` and, for
- * upgrade requests (where only a raw socket is left), `respondRaw`.
+ * The few answers the sidecar gives itself instead of the app: short bodies, no caching, written
+ * by the relay as raw HTTP/1.1 (`renderAnswer`).
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-
-/** A client that never reads our answer to a refused upgrade must not keep its socket forever. */
-const RAW_ANSWER_LINGER_MS = 5000;
+import { STATUS_CODES } from 'node:http';
 
 export const UNAUTHORIZED_BODY = `${JSON.stringify({
   error: {
@@ -60,36 +55,4 @@ export function renderAnswer(answer: Answer, close: boolean, headOnly = false): 
 
 function text(status: number, body: string): Answer {
   return { status, body, contentType: 'text/plain; charset=utf-8' };
-}
-
-export function respond(res: ServerResponse, answer: Answer): void {
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(answer.status, {
-    'Content-Type': answer.contentType,
-    'Content-Length': Buffer.byteLength(answer.body),
-    'Cache-Control': 'no-store',
-    ...answer.headers,
-  });
-  res.end(answer.body);
-}
-
-/** Answers on a socket taken over for an upgrade, then closes it. */
-export function respondRaw(socket: Duplex, answer: Answer): void {
-  if (!socket.writable || socket.destroyed) {
-    socket.destroy();
-    return;
-  }
-  const lines = [
-    `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}`,
-    `Content-Type: ${answer.contentType}`,
-    `Content-Length: ${Buffer.byteLength(answer.body)}`,
-    'Cache-Control: no-store',
-    'Connection: close',
-    ...Object.entries(answer.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
-  ];
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${answer.body}`);
-  setTimeout(() => socket.destroy(), RAW_ANSWER_LINGER_MS).unref();
 }

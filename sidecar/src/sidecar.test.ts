@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import WebSocket from 'ws';
-import { DATA_PATHS } from './data-path';
 import type { Sidecar } from './sidecar';
-import { freePort, listenEvents, request, startApp, startSidecar as startSidecarOn, waitFor } from '../test/support';
+import { freePort, listenEvents, request, startApp, startSidecar, waitFor } from '../test/support';
 
-type Started = Awaited<ReturnType<typeof startSidecarOn>>;
+type Started = Awaited<ReturnType<typeof startSidecar>>;
 type App = Awaited<ReturnType<typeof startApp>>;
 
 const TOKEN = 'tok-3Xa9_secret';
@@ -51,9 +50,7 @@ async function metricValue(sidecar: Sidecar, name: string, labels: Record<string
 
 const live = (sidecar: Sidecar): number => sidecar.state().liveConnections;
 
-// Both data paths (the relay and the http-proxy fallback) must behave the same.
-describe.each(DATA_PATHS)('sidecar (%s)', (dataPath) => {
-  const startSidecar: typeof startSidecarOn = (overrides, now) => startSidecarOn({ dataPath, ...overrides }, now);
+describe('sidecar', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
   const track = <T extends { close(): unknown } | Sidecar>(thing: T): T => {
     cleanups.push(async () => {

@@ -4,7 +4,7 @@
  * mode can run many in one process: ports may be 0 (the bound ones are exposed after start) and
  * each instance has its own metrics registry.
  *
- * Request path (src/relay.ts, or src/proxy-path.ts with `dataPath: 'http-proxy'`): token check
+ * Request path (src/relay.ts): token check
  * (401, no activity) → activity + accounting → forward, or hold while the app is not accepting
  * connections yet (504 after holdTimeoutMs, 503 when holdMaxQueued wait).
  */
@@ -109,12 +109,10 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
 
     async start() {
       const startedAt = Date.now();
-      // The request-level path is loaded only when chosen (http-proxy-middleware costs memory).
-      const dataPath =
-        config.dataPath === 'http-proxy' ? (await import('./proxy-path')).createProxyPath(pathDeps) : new Relay(pathDeps);
-      path = dataPath;
+      const relay = new Relay(pathDeps);
+      path = relay;
       [, adminServer] = await Promise.all([
-        dataPath.listen(config.servePort, config.listenHost),
+        relay.listen(config.servePort, config.listenHost),
         startAdminServer({
           port: config.adminPort,
           host: config.listenHost,
@@ -125,8 +123,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
         }),
       ]);
       logger.info('sidecar listening', {
-        servePort: dataPath.port,
-        dataPath: config.dataPath ?? 'relay',
+        servePort: relay.port,
         adminPort: portOf(adminServer, config.adminPort),
         upstream: `${config.upstreamHost}:${config.upstreamPort}`,
         token: gate !== undefined,

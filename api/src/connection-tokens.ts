@@ -9,18 +9,15 @@
  * re-derives it from the nonce whenever it hands out a URL again (get, list, get-or-create), which
  * is why the signing secret must be stable across restarts and replicas.
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { SessionLivedBackend } from '../../common/src/backend';
+import { sha256Hex, verifyTokenHash } from '../../common/src/connection-token';
 import { ANNOTATION_TOKEN_HASH, ANNOTATION_TOKEN_NONCE } from '../../common/src/constants';
 
 /** The per-backend nonce the token is derived from. TODO(common): move to constants.ts. */
 export { ANNOTATION_TOKEN_NONCE };
-/** Query parameter and cookie name carrying a connection token. */
-export const TOKEN_PARAM = 'spawner_token';
-/** Header carrying a connection token (and how the entry point hands it to the sidecar). */
-export const TOKEN_HEADER = 'x-spawner-token';
-
-export const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+// Wire names and verification: common/src/connection-token.ts, shared with the sidecar.
+export { TOKEN_HEADER, TOKEN_PARAM, sha256Hex, verifyTokenHash } from '../../common/src/connection-token';
 
 export interface IssuedToken {
   nonce: string;
@@ -63,15 +60,6 @@ export class ConnectionTokens {
 
 /** Whether the backend demands a connection token (it has a token hash). */
 export const requiresToken = (backend: SessionLivedBackend): boolean => !!backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH];
-
-/** Constant-time check of a presented token against a stored SHA-256 hex digest. */
-export function verifyTokenHash(storedHex: string, presented: string | undefined): boolean {
-  if (presented === undefined || presented === '') return false;
-  const expected = Buffer.from(storedHex, 'hex');
-  if (expected.length !== 32) return false;
-  const actual = createHash('sha256').update(presented, 'utf8').digest();
-  return timingSafeEqual(expected, actual);
-}
 
 /** Whether `presented` opens `backend` (false for backends without a token: bearer only). */
 export function backendTokenValid(backend: SessionLivedBackend, presented: string | undefined): boolean {

@@ -1,14 +1,14 @@
 /**
- * What the sidecar hands its data path (the relay, src/relay.ts) and what it expects back: the
+ * What the sidecar hands its data path (the relay core with the sidecar's policy, src/sidecar-policy.ts) and what it expects back: the
  * shared state the relay enforces its rules against (token, holding, accounting), and the
  * listen/drain/destroy lifecycle the sidecar drives.
  */
+import type { TokenGate } from '../../common/src/connection-token';
 import type { Logger } from '../../common/src/logger';
+import type { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
 import type { Activity } from './activity';
 import type { HoldQueue } from './hold-queue';
 import type { SidecarMetrics } from './metrics';
-import type { TokenGate } from './token';
-import type { WebSocketTracker } from './ws-tracker';
 
 export interface DataPathDeps {
   upstreamHost: string;
@@ -17,7 +17,7 @@ export interface DataPathDeps {
   metrics: SidecarMetrics;
   gate: TokenGate | undefined;
   queue: HoldQueue;
-  tracker: WebSocketTracker;
+  tracker: TunnelTracker;
   logger: Logger;
   stopping(): boolean;
 }

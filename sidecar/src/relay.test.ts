@@ -8,13 +8,14 @@ import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { Registry } from 'prom-client';
+import { TokenGate } from '../../common/src/connection-token';
 import { silentLogger } from '../../common/src/logger';
+import type { Relay } from '../../common/src/relay/relay';
+import { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
 import { Activity } from './activity';
 import { HoldQueue } from './hold-queue';
 import { createSidecarMetrics } from './metrics';
-import { Relay } from './relay';
-import { TokenGate } from './token';
-import { WebSocketTracker } from './ws-tracker';
+import { createSidecarRelay } from './sidecar-policy';
 import { startApp, waitFor } from '../test/support';
 
 const TOKEN = 'tok-3Xa9_secret';
@@ -37,11 +38,11 @@ async function startRelay(
   const registry = new Registry();
   const metrics = createSidecarMetrics(registry, activity);
   const queue = new HoldQueue(5000, 10, (delta) => activity.heldChanged(delta));
-  const tracker = new WebSocketTracker(
+  const tracker = new TunnelTracker(
     () => activity.webSocketOpened(),
     () => activity.webSocketClosed(),
   );
-  const relay = new Relay({
+  const relay = createSidecarRelay({
     upstreamHost: '127.0.0.1',
     upstreamPort,
     activity,

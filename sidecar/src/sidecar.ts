@@ -12,7 +12,9 @@ import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { startAdminServer } from '../../common/src/admin-server';
+import { TokenGate } from '../../common/src/connection-token';
 import { createLogger, type Logger } from '../../common/src/logger';
+import { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
 import { createRegistry } from '../../common/src/metrics';
 import { Activity, type Clock, type SidecarState, type StateMessage } from './activity';
 import { adminRoutes, EventStream } from './admin';
@@ -21,9 +23,7 @@ import type { DataPath, DataPathDeps } from './data-path';
 import { HoldQueue } from './hold-queue';
 import { createSidecarMetrics } from './metrics';
 import { probeUntilReady, type ReadinessProbe } from './readiness';
-import { Relay } from './relay';
-import { TokenGate } from './token';
-import { WebSocketTracker } from './ws-tracker';
+import { createSidecarRelay } from './sidecar-policy';
 
 export type { SidecarState, StateMessage } from './activity';
 
@@ -67,7 +67,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
   const metrics = createSidecarMetrics(registry, activity);
   const gate = config.tokenSha256 ? new TokenGate(config.tokenSha256) : undefined;
   const queue = new HoldQueue(config.holdTimeoutMs, config.holdMaxQueued, (delta) => activity.heldChanged(delta));
-  const tracker = new WebSocketTracker(
+  const tracker = new TunnelTracker(
     () => {
       activity.webSocketOpened();
       metrics.webSocketOpened();
@@ -109,7 +109,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
 
     async start() {
       const startedAt = Date.now();
-      const relay = new Relay(pathDeps);
+      const relay = createSidecarRelay(pathDeps);
       path = relay;
       [, adminServer] = await Promise.all([
         relay.listen(config.servePort, config.listenHost),

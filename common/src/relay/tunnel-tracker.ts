@@ -1,5 +1,5 @@
 /**
- * Exact accounting of upgraded (WebSocket) connections.
+ * Exact accounting of upgraded (WebSocket) connections, for the sidecar and the entry point.
  *
  * A connection counts from the moment both sides are up (the app answered 101 and it is being
  * relayed) until the FIRST of close, error or end on EITHER socket, exactly once. Relying on a
@@ -20,7 +20,7 @@ interface Pair {
   upstream: Socket;
 }
 
-export class WebSocketTracker {
+export class TunnelTracker {
   private readonly pairs = new Set<Pair>();
 
   constructor(

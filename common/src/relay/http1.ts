@@ -117,7 +117,11 @@ export interface RequestHead {
   forwardedForLines: LineRange[] | undefined;
   hasForwardedProto: boolean;
   hasForwardedHost: boolean;
-  /** Only collected when asked for: the headers the connection token may travel in, and their lines. */
+  /**
+   * Only collected when asked for (`withRouting`): the headers a relay may take out or replace
+   * (where the connection token travels, X-Forwarded-Proto/-Prefix, X-Spawner-Backend[-Uid]),
+   * lowercase names, and their lines.
+   */
   tokenHeaders: Record<string, string> | undefined;
   tokenLines: Record<string, LineRange[]> | undefined;
 }
@@ -138,7 +142,7 @@ function collect(head: RequestHead, name: string, value: string, line: LineRange
  * CRLF of the last field line (the empty line excluded). Returns the status to refuse it with
  * (400, 505) when it is not acceptable.
  */
-export function parseRequestHead(head: string, withTokenHeaders: boolean): RequestHead | number {
+export function parseRequestHead(head: string, withRouting: boolean): RequestHead | number {
   const line = REQUEST_LINE.exec(head);
   if (line === null) return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ \S+ HTTP\/\d\.\d\r\n/.test(head) ? 505 : 400;
   let pos = line[0].length;
@@ -184,7 +188,7 @@ export function parseRequestHead(head: string, withTokenHeaders: boolean): Reque
       case 6:
         if (nameIs(head, pos, 'expect')) {
           if (trimOws(head, colon + 1, eol).toLowerCase() === '100-continue') req.expectContinue = true;
-        } else if (withTokenHeaders && nameIs(head, pos, 'cookie')) {
+        } else if (withRouting && nameIs(head, pos, 'cookie')) {
           collect(req, 'cookie', trimOws(head, colon + 1, eol), [pos, eol + 2]);
         }
         break;
@@ -200,7 +204,7 @@ export function parseRequestHead(head: string, withTokenHeaders: boolean): Reque
         }
         break;
       case 13:
-        if (withTokenHeaders && nameIs(head, pos, 'authorization')) {
+        if (withRouting && nameIs(head, pos, 'authorization')) {
           collect(req, 'authorization', trimOws(head, colon + 1, eol), [pos, eol + 2]);
         }
         break;
@@ -217,7 +221,7 @@ export function parseRequestHead(head: string, withTokenHeaders: boolean): Reque
           const value = trimOws(head, colon + 1, eol);
           req.forwardedFor = req.forwardedFor === undefined ? value : `${req.forwardedFor}, ${value}`;
           (req.forwardedForLines ??= []).push([pos, eol + 2]);
-        } else if (withTokenHeaders && nameIs(head, pos, 'x-spawner-token')) {
+        } else if (withRouting && nameIs(head, pos, 'x-spawner-token')) {
           collect(req, 'x-spawner-token', trimOws(head, colon + 1, eol), [pos, eol + 2]);
         }
         break;
@@ -230,12 +234,19 @@ export function parseRequestHead(head: string, withTokenHeaders: boolean): Reque
           transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
         } else if (nameIs(head, pos, 'x-forwarded-proto')) {
           req.hasForwardedProto = true;
-          if (withTokenHeaders) collect(req, 'x-forwarded-proto', trimOws(head, colon + 1, eol), [pos, eol + 2]);
+          if (withRouting) collect(req, 'x-forwarded-proto', trimOws(head, colon + 1, eol), [pos, eol + 2]);
+        } else if (withRouting && nameIs(head, pos, 'x-spawner-backend')) {
+          collect(req, 'x-spawner-backend', trimOws(head, colon + 1, eol), [pos, eol + 2]);
         }
         break;
       case 18:
-        if (withTokenHeaders && nameIs(head, pos, 'x-forwarded-prefix')) {
+        if (withRouting && nameIs(head, pos, 'x-forwarded-prefix')) {
           collect(req, 'x-forwarded-prefix', trimOws(head, colon + 1, eol), [pos, eol + 2]);
+        }
+        break;
+      case 21:
+        if (withRouting && nameIs(head, pos, 'x-spawner-backend-uid')) {
+          collect(req, 'x-spawner-backend-uid', trimOws(head, colon + 1, eol), [pos, eol + 2]);
         }
         break;
     }
@@ -538,4 +549,48 @@ export class BodyFramer {
     this.error = true;
     return pos;
   }
+}
+
+/** How a relay changes a request head on its way to the upstream. */
+export interface HeadRewrite {
+  /** The request-target to send (default: as received). */
+  target?: string;
+  /** Field lines to leave out. */
+  drop?: LineRange[];
+  /** Field lines to add, each ending in CRLF. */
+  extra?: string;
+  /** The peer's address, appended to X-Forwarded-For (the received lines become one). */
+  remote?: string;
+}
+
+/**
+ * The head as the upstream gets it: target replaced, lines dropped, X-Forwarded-For appended to,
+ * X-Forwarded-Proto and -Host set when absent, `extra` added; ends with the empty line. Lines not
+ * named are passed byte for byte.
+ */
+export function rewriteRequestHead(head: string, parsed: RequestHead, change: HeadRewrite): string {
+  let out = head;
+  const target = change.target ?? parsed.target;
+  const xffLines = parsed.forwardedForLines;
+  if (change.drop !== undefined || xffLines !== undefined || target !== parsed.target) {
+    const removed = [...(change.drop ?? []), ...(xffLines ?? [])].sort((a, b) => a[0] - b[0]);
+    const lineEnd = head.indexOf('\r\n') + 2;
+    out = head.slice(0, parsed.targetAt) + target + head.slice(parsed.targetAt + parsed.target.length, lineEnd);
+    let at = lineEnd;
+    for (const [from, to] of removed) {
+      if (from < at) continue; // a line named twice
+      out += head.slice(at, from);
+      at = to;
+    }
+    out += head.slice(at);
+  }
+  const remote = change.remote;
+  if (remote !== undefined) {
+    out += `X-Forwarded-For: ${parsed.forwardedFor ? `${parsed.forwardedFor}, ${remote}` : remote}\r\n`;
+  } else if (parsed.forwardedFor !== undefined) {
+    out += `X-Forwarded-For: ${parsed.forwardedFor}\r\n`;
+  }
+  if (!parsed.hasForwardedProto) out += 'X-Forwarded-Proto: http\r\n';
+  if (!parsed.hasForwardedHost && parsed.host !== undefined) out += `X-Forwarded-Host: ${parsed.host}\r\n`;
+  return `${out}${change.extra ?? ''}\r\n`;
 }

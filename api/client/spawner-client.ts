@@ -6,7 +6,8 @@
  *   await spawner.waitForReady(backend.name);
  *   // hand backend.url to the browser
  *
- * Node's fetch; no dependencies. Errors are SpawnerError with the API's status, code and details.
+ * Node's fetch; no dependencies (the SSE reader is common/src/sse.ts, which imports nothing). Errors
+ * are SpawnerError with the API's status, code and details.
  */
 import type {
   Backend,
@@ -19,7 +20,7 @@ import type {
   SpawnResponse,
   StatusEvent,
 } from './types';
-import { readEvents } from './sse';
+import { readEvents, SSE_MEDIA_TYPE } from '../../common/src/sse';
 
 export * from './types';
 
@@ -158,7 +159,7 @@ export class SpawnerClient {
   async *streamStatus(name: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<StatusEvent> {
     let lastId: string | undefined;
     for (;;) {
-      const headers: Record<string, string> = { accept: 'text/event-stream' };
+      const headers: Record<string, string> = { accept: SSE_MEDIA_TYPE };
       if (lastId !== undefined) headers['last-event-id'] = lastId;
       let res: Response;
       try {
@@ -175,7 +176,8 @@ export class SpawnerClient {
       if (res.status === 204 || !res.body) return;
       let terminal = false;
       for await (const e of readEvents(res.body, opts.signal)) {
-        if (e.id !== undefined) lastId = e.id;
+        // As EventSource does: an empty last event ID is not sent back.
+        lastId = e.id === '' ? undefined : e.id;
         const event = JSON.parse(e.data) as StatusEvent;
         terminal = event.phase === 'Swept' || event.phase === 'Failed';
         yield event;

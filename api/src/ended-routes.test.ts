@@ -3,7 +3,7 @@
  * routes that follow one backend answer its terminal phase and reason for
  * --ended-retention-seconds, then 404 as for any unknown name.
  */
-import { readEvents } from '../client/sse';
+import { readEvents } from '../../common/src/sse';
 import { DELETED_WHILE_LIVE_MESSAGE } from './ended-backends';
 import { responseValidator } from './schemas';
 import { jsonOf, json, startHarness, type Harness } from './test-harness';

@@ -3,6 +3,7 @@
  * compile. The CRD's definitions and the API's become `components.schemas` (the `$ref`s rewritten
  * to point there), so the document is self-contained.
  */
+import { SSE_MEDIA_TYPE } from '../../common/src/sse';
 import { apiSchema, crdJsonSchema, queryValidator, type JsonSchema } from './schemas';
 import type { RouteDef, ResponseDoc } from './routes/route-def';
 
@@ -88,7 +89,7 @@ function responseObject(doc: ResponseDoc): Record<string, unknown> {
       Object.entries(doc.headers).map(([name, h]) => [name, { description: h.description, schema: h.schema }]),
     );
   }
-  if (doc.contentType === 'text/event-stream') {
+  if (doc.contentType === SSE_MEDIA_TYPE) {
     // The schema of an event stream describes each event (as OpenAPI 3.2's itemSchema does, and
     // as tools read `schema` of a sequential media type before 3.2): its fields, `data` being JSON.
     out.content = { [doc.contentType]: { schema: sseEventSchema(doc.schema) } };

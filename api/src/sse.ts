@@ -1,8 +1,12 @@
 /**
  * Server-Sent Events on a plain response: headers that stop proxies from buffering, a comment
  * heartbeat so idle streams survive load-balancer timeouts, and an end that is safe to call twice.
+ * The head and frames are common/src/sse.ts's.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { formatComment, formatEvent, SSE_RESPONSE_HEADERS } from '../../common/src/sse';
+
+const HEARTBEAT = formatComment('keep-alive');
 
 export interface EventStream {
   send(data: unknown, id?: number | string): void;
@@ -22,16 +26,12 @@ export interface EventStreamOptions {
 }
 
 export function openEventStream(req: IncomingMessage, res: ServerResponse, opts: EventStreamOptions): EventStream {
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache, no-transform',
-    'x-accel-buffering': 'no',
-  });
+  res.writeHead(200, SSE_RESPONSE_HEADERS);
   res.flushHeaders();
   let closed = false;
   const closers: Array<() => void> = [];
   const timer = setInterval(() => {
-    if (!closed) res.write(': keep-alive\n\n');
+    if (!closed) res.write(HEARTBEAT);
   }, opts.heartbeatMs);
   timer.unref();
   const limit = setTimeout(() => stream.end(), opts.maxMs);
@@ -50,8 +50,7 @@ export function openEventStream(req: IncomingMessage, res: ServerResponse, opts:
     },
     send(data, id) {
       if (closed) return;
-      const idLine = id === undefined ? '' : `id: ${id}\n`;
-      res.write(`${idLine}data: ${JSON.stringify(data)}\n\n`);
+      res.write(formatEvent({ data: JSON.stringify(data), id }));
     },
     end() {
       if (!closed) res.end();

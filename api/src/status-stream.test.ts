@@ -1,5 +1,5 @@
 /** The status streams: replay of past phases, then live ones, ending at a terminal phase. */
-import { readEvents, type ServerSentEvent } from '../client/sse';
+import { readEvents, type ServerSentEvent } from '../../common/src/sse';
 import { responseValidator } from './schemas';
 import { jsonOf, json, startHarness, type Harness } from './test-harness';
 

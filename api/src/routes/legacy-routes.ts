@@ -6,6 +6,7 @@
  * gives its terminal state, /ready 410 with the reason, the stream replays it and ends.
  */
 import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
+import { SSE_MEDIA_TYPE } from '../../../common/src/sse';
 import type { SpawnRequest } from '../../client/types';
 import { publicBases } from '../backend-view';
 import { ApiError } from '../errors';
@@ -116,7 +117,7 @@ export function legacyRoutes(ctx: RouteContext): RouteDef[] {
       responses: {
         200: {
           description: 'Events whose data is a LegacyStatus object.',
-          contentType: 'text/event-stream',
+          contentType: SSE_MEDIA_TYPE,
           schema: 'LegacyStatus',
         },
         204: { description: 'The stream already ended (a reconnect after the terminal event).' },

@@ -4,6 +4,7 @@
  * /openapi.json is generated from the same list, so every route is documented as it behaves.
  */
 import type { Request, Response } from 'express';
+import type { SSE_MEDIA_TYPE } from '../../../common/src/sse';
 
 /**
  * - open: health, readiness, metrics, the OpenAPI document.
@@ -23,7 +24,7 @@ export interface ResponseDoc {
   /** An API schema definition name (crd-schemas/api/spawner-api.schema.json). */
   schema?: string;
   /** Default application/json when `schema` is set. */
-  contentType?: 'application/json' | 'text/event-stream' | 'text/plain';
+  contentType?: 'application/json' | typeof SSE_MEDIA_TYPE | 'text/plain';
   headers?: Record<string, HeaderDoc>;
 }
 

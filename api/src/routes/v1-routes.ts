@@ -1,5 +1,6 @@
 /** The v1 API: create (optionally get-or-create by key), get, list, delete, wait, events. */
 import { phaseOf } from '../../../common/src/lifecycle';
+import { SSE_MEDIA_TYPE } from '../../../common/src/sse';
 import type { CreateBackendRequest } from '../../client/types';
 import { publicBases } from '../backend-view';
 import { ApiError, validationFailed } from '../errors';
@@ -167,7 +168,7 @@ export function v1Routes(ctx: RouteContext): RouteDef[] {
       responses: {
         200: {
           description: 'Events whose data is a StatusEvent object.',
-          contentType: 'text/event-stream',
+          contentType: SSE_MEDIA_TYPE,
           schema: 'StatusEvent',
         },
         204: { description: 'The stream already ended (a reconnect after the terminal event).' },

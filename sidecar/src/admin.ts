@@ -10,6 +10,7 @@
  *   sweeper connects while the old connection has not noticed yet).
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { formatEvent, SSE_RESPONSE_HEADERS } from '../../common/src/sse';
 import type { Activity } from './activity';
 
 /** A listener that stops reading is dropped rather than buffered for without bound. */
@@ -30,12 +31,7 @@ export class EventStream {
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache, no-transform',
-      'X-Accel-Buffering': 'no',
-      Connection: 'keep-alive',
-    });
+    res.writeHead(200, SSE_RESPONSE_HEADERS);
     req.socket.setNoDelay(true);
     this.clients.add(res);
     if (this.clients.size === 1) this.startBroadcasting();
@@ -67,7 +63,7 @@ export class EventStream {
   }
 
   private frame(): string {
-    return `data: ${JSON.stringify(this.activity.message())}\n\n`;
+    return formatEvent({ data: JSON.stringify(this.activity.message()) });
   }
 
   private broadcast(): void {

@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { WebSocketServer } from 'ws';
 import { silentLogger } from '../../common/src/logger';
+import { SseParser } from '../../common/src/sse';
 import type { Clock } from '../src/activity';
 import { sidecarConfig, type SidecarConfig } from '../src/config';
 import { createSidecar, type Sidecar } from '../src/sidecar';
@@ -170,20 +171,13 @@ export async function waitFor(condition: () => boolean, what = 'condition', time
 /** Collects the messages of an SSE stream. */
 export function listenEvents(url: string): { messages: unknown[]; headers: Promise<http.IncomingHttpHeaders>; close(): void } {
   const messages: unknown[] = [];
-  let buffer = '';
+  const parser = new SseParser();
   let req: http.ClientRequest | undefined;
   const headers = new Promise<http.IncomingHttpHeaders>((resolve, reject) => {
     req = http.get(url, { agent: false }, (res) => {
       resolve(res.headers);
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const frame = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          for (const line of frame.split('\n')) if (line.startsWith('data: ')) messages.push(JSON.parse(line.slice(6)));
-        }
+      res.on('data', (chunk: Buffer) => {
+        for (const { data } of parser.push(chunk)) messages.push(JSON.parse(data));
       });
       res.on('error', () => undefined);
     });

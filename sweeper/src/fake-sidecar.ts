@@ -4,6 +4,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { formatEvent, SSE_RESPONSE_HEADERS } from '../../common/src/sse';
 
 export interface FakeState {
   ready: boolean;
@@ -24,8 +25,8 @@ export class FakeSidecar {
         return;
       }
       this.connections++;
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-      res.write(`data: ${JSON.stringify(this.state)}\n\n`);
+      res.writeHead(200, SSE_RESPONSE_HEADERS);
+      res.write(this.frame());
       this.clients.add(res);
       req.on('close', () => this.clients.delete(res));
     });
@@ -35,7 +36,11 @@ export class FakeSidecar {
 
   set(state: Partial<FakeState>): void {
     this.state = { ...this.state, ...state };
-    for (const c of this.clients) c.write(`data: ${JSON.stringify(this.state)}\n\n`);
+    for (const c of this.clients) c.write(this.frame());
+  }
+
+  private frame(): string {
+    return formatEvent({ data: JSON.stringify(this.state) });
   }
 
   get liveStreams(): number {

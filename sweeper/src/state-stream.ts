@@ -5,6 +5,7 @@
  */
 import * as http from 'node:http';
 import { backoffDelay } from '../../common/src/backoff';
+import { SSE_MEDIA_TYPE, SseParser } from '../../common/src/sse';
 import type { SidecarReport } from './idle-rule';
 
 export interface StateStreamHandlers {
@@ -68,11 +69,11 @@ export class StateStream {
 
   private connect(): void {
     if (this.closed) return;
-    let buffer = '';
+    const parser = new SseParser();
     let gotData = false;
     const req = http.get(this.url, {
       agent: false,
-      headers: { accept: 'text/event-stream' },
+      headers: { accept: SSE_MEDIA_TYPE },
       timeout: this.opts.connectTimeoutMs ?? 3000,
     });
     this.req = req;
@@ -84,19 +85,8 @@ export class StateStream {
         return;
       }
       req.setTimeout(this.opts.idleTimeoutMs ?? 20_000);
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const data = event
-            .split('\n')
-            .filter((l) => l.startsWith('data:'))
-            .map((l) => l.slice(5).trimStart())
-            .join('\n');
-          if (!data) continue;
+      res.on('data', (chunk: Buffer) => {
+        for (const { data } of parser.push(chunk)) {
           const report = parseReport(data, this.now());
           if (!report) continue;
           if (!gotData) {
@@ -107,7 +97,7 @@ export class StateStream {
           }
           this.handlers.onReport(report);
         }
-        if (buffer.length > 64 * 1024) req.destroy(new Error('oversized event'));
+        if (parser.buffered > 64 * 1024) req.destroy(new Error('oversized event'));
       });
       res.on('end', () => req.destroy(new Error('stream ended')));
     });

@@ -5,6 +5,7 @@
 import WebSocket from 'ws';
 import type { SessionLivedBackend } from '../common/src/backend';
 import { BACKENDS } from '../common/src/kube/resources';
+import { readEvents } from '../common/src/sse';
 import { TEST_IMAGE } from './support/backends';
 import { adminClient, agentInfo, describeWithAgent, useNamespace, waitFor } from './support/cluster';
 import { E2E_API_TOKEN, startApi, startComponent, stopAll, type Component } from './support/components';
@@ -14,7 +15,7 @@ jest.setTimeout(180_000);
 const TOKEN = E2E_API_TOKEN;
 
 interface Sse {
-  events: Array<{ event?: string; data: unknown }>;
+  events: Array<{ event: string; data: unknown }>;
   done: Promise<void>;
 }
 
@@ -25,27 +26,7 @@ async function readSse(url: string, headers: Record<string, string>, timeoutMs =
   expect(res.headers.get('content-type')).toContain('text/event-stream');
   const events: Sse['events'] = [];
   const done = (async () => {
-    let buffer = '';
-    const decoder = new TextDecoder();
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let i: number;
-      while ((i = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, i);
-        buffer = buffer.slice(i + 2);
-        const data = block
-          .split('\n')
-          .filter((l) => l.startsWith('data:'))
-          .map((l) => l.slice(5).trim())
-          .join('\n');
-        const event = block
-          .split('\n')
-          .find((l) => l.startsWith('event:'))
-          ?.slice(6)
-          .trim();
-        if (data) events.push({ event, data: JSON.parse(data) });
-      }
-    }
+    for await (const { event, data } of readEvents(res.body!)) events.push({ event, data: JSON.parse(data) });
   })();
   return { events, done };
 }

@@ -15,6 +15,7 @@ import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
 import fc from 'fast-check';
 import { API_TOKEN, startHarness, type Harness } from '../api/src/test-harness';
+import { SSE_MEDIA_TYPE, SseParser } from '../common/src/sse';
 import { writeFigures } from './support/figures';
 
 jest.setTimeout(600_000);
@@ -394,7 +395,7 @@ async function send(r: FuzzRequest): Promise<Answer | undefined> {
     throw err;
   }
   let text = '';
-  if ((res.headers.get('content-type') ?? '').startsWith('text/event-stream') && res.body) {
+  if ((res.headers.get('content-type') ?? '').startsWith(SSE_MEDIA_TYPE) && res.body) {
     // Past phases arrive at once; a live stream then goes quiet: read until it does.
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
@@ -412,21 +413,9 @@ async function send(r: FuzzRequest): Promise<Answer | undefined> {
   return { status: res.status, headers: res.headers, text };
 }
 
+/** The complete events of a stream's text, as the fields the document's event schema describes. */
 function sseEvents(text: string): Array<Record<string, string>> {
-  return text
-    .split('\n\n')
-    .filter((block) => block.split('\n').some((l) => l.startsWith('data:')))
-    .map((block) => {
-      const event: Record<string, string> = {};
-      for (const line of block.split('\n')) {
-        const i = line.indexOf(':');
-        if (i <= 0) continue;
-        const field = line.slice(0, i);
-        const value = line.slice(i + 1).replace(/^ /, '');
-        event[field] = field === 'data' && event.data !== undefined ? `${event.data}\n${value}` : value;
-      }
-      return event;
-    });
+  return new SseParser().push(text).map(({ event, data, id }) => ({ event, data, ...(id === '' ? {} : { id }) }));
 }
 
 /** Problems with an answer, measured against the operation's documented responses. */
@@ -456,7 +445,7 @@ function conformance(o: Operation, a: Answer): string[] {
     }
     const v = validator(schema);
     if (!v(body)) problems.push(`body does not match its schema: ${ajv.errorsText(v.errors)}; body ${a.text.slice(0, 300)}`);
-  } else if (type === 'text/event-stream') {
+  } else if (type === SSE_MEDIA_TYPE) {
     const eventSchema = resolve(schema);
     const dataSchema = eventSchema.properties?.data?.contentSchema as Schema | undefined;
     for (const e of sseEvents(a.text)) {

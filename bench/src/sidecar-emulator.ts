@@ -8,6 +8,7 @@
  *   node sidecar-emulator.js --plan=<plan.json>
  */
 import * as http from 'node:http';
+import { formatEvent, SSE_RESPONSE_HEADERS } from '../../common/src/sse';
 import { readPlan } from './sweep-plan';
 
 async function main(): Promise<void> {
@@ -20,13 +21,19 @@ async function main(): Promise<void> {
     plan.entries.map(async (entry) => {
       const clients = new Set<http.ServerResponse>();
       const message = (): string =>
-        `data: ${JSON.stringify({ ready: true, liveConnections: 0, secondsSinceActive: Math.max(0, Date.now() - entry.lastActiveMs) / 1000 })}\n\n`;
+        formatEvent({
+          data: JSON.stringify({
+            ready: true,
+            liveConnections: 0,
+            secondsSinceActive: Math.max(0, Date.now() - entry.lastActiveMs) / 1000,
+          }),
+        });
       const server = http.createServer((req, res) => {
         if (req.url !== '/events') {
           res.writeHead(404).end();
           return;
         }
-        res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform' });
+        res.writeHead(200, SSE_RESPONSE_HEADERS);
         req.socket.setNoDelay(true);
         res.write(message());
         clients.add(res);

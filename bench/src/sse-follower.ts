@@ -10,6 +10,7 @@
  */
 import * as http from 'node:http';
 import { writeFileSync } from 'node:fs';
+import { SSE_MEDIA_TYPE, SseParser } from '../../common/src/sse';
 import { deadlineOf, readPlan, type PlanEntry } from './sweep-plan';
 
 function args(): { plan: string; out: string } {
@@ -29,38 +30,28 @@ function main(): void {
   const follow = (e: PlanEntry): void => {
     let timer: NodeJS.Timeout | undefined;
     let fired = false;
-    const req = http.get(
-      `http://${e.ip}:${plan.port}/events`,
-      { agent: false, headers: { accept: 'text/event-stream' } },
-      (res) => {
-        connected++;
-        res.setEncoding('utf8');
-        let buffer = '';
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const line = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            if (!line.startsWith('data:')) continue;
-            messages++;
-            const report = JSON.parse(line.slice(5)) as { secondsSinceActive: number };
-            if (fired) continue;
-            const deadline = Date.now() + (e.gracePeriodSeconds - report.secondsSinceActive) * 1000;
-            if (timer) clearTimeout(timer);
-            timer = setTimeout(
-              () => {
-                fired = true;
-                lags.push(Date.now() - deadlineOf(e));
-                if (lags.length === plan.entries.length) writeFileSync(out, JSON.stringify({ lags, messages }));
-                req.destroy();
-              },
-              Math.max(0, deadline - Date.now()),
-            );
-          }
-        });
-      },
-    );
+    const req = http.get(`http://${e.ip}:${plan.port}/events`, { agent: false, headers: { accept: SSE_MEDIA_TYPE } }, (res) => {
+      connected++;
+      const parser = new SseParser();
+      res.on('data', (chunk: Buffer) => {
+        for (const { data } of parser.push(chunk)) {
+          messages++;
+          const report = JSON.parse(data) as { secondsSinceActive: number };
+          if (fired) continue;
+          const deadline = Date.now() + (e.gracePeriodSeconds - report.secondsSinceActive) * 1000;
+          if (timer) clearTimeout(timer);
+          timer = setTimeout(
+            () => {
+              fired = true;
+              lags.push(Date.now() - deadlineOf(e));
+              if (lags.length === plan.entries.length) writeFileSync(out, JSON.stringify({ lags, messages }));
+              req.destroy();
+            },
+            Math.max(0, deadline - Date.now()),
+          );
+        }
+      });
+    });
     req.on('error', () => undefined);
   };
   for (const e of plan.entries) follow(e);

@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/src/paths';
+import { readEvents as readSse, SSE_MEDIA_TYPE } from '../../common/src/sse';
 
 /** Alive = exists and is not a zombie (a reaped-late child still answers signal 0). */
 export function isAlive(pid: number): boolean {
@@ -66,28 +67,14 @@ export interface StatusEvent {
 
 /** Reads an SSE response to its end (or until `signal` aborts); `onEvent` sees each data object. */
 export async function readEvents(url: string, onEvent: (e: StatusEvent) => void, signal?: AbortSignal): Promise<StatusEvent[]> {
-  const res = await fetch(url, { headers: { accept: 'text/event-stream' }, signal });
+  const res = await fetch(url, { headers: { accept: SSE_MEDIA_TYPE }, signal });
   if (res.status !== 200 || !res.body) throw new Error(`status stream answered ${res.status}`);
   const events: StatusEvent[] = [];
-  const decoder = new TextDecoder();
-  let buffer = '';
   try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = frame
-          .split('\n')
-          .filter((l) => l.startsWith('data:'))
-          .map((l) => l.slice(5).trim())
-          .join('\n');
-        if (!data) continue;
-        const e = JSON.parse(data) as StatusEvent;
-        events.push(e);
-        onEvent(e);
-      }
+    for await (const { data } of readSse(res.body, signal)) {
+      const e = JSON.parse(data) as StatusEvent;
+      events.push(e);
+      onEvent(e);
     }
   } catch (err) {
     if (!signal?.aborted) throw err;

@@ -1,5 +1,6 @@
 /** The entry point against a real upstream (standing in for the sidecar): HTTP and WebSocket. */
 import * as http from 'node:http';
+import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { jsonOf, json, startHarness, waitUntil, type Harness } from './test-harness';
@@ -11,6 +12,11 @@ interface Seen {
 
 let upstream: http.Server;
 let upstreamPort: number;
+/** A second sidecar stand-in (podIP 'second'): which server answered shows where a request went. */
+let second: http.Server;
+let secondPort: number;
+const secondSockets = new Set<unknown>();
+const firstSockets = new Set<unknown>();
 let wss: WebSocketServer;
 const seen: Seen[] = [];
 let h: Harness;
@@ -22,6 +28,15 @@ beforeAll(async () => {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ url: req.url, token: req.headers['x-spawner-token'] ?? null }));
   });
+  upstream.on('connection', (socket) => firstSockets.add(socket));
+  second = http.createServer((req, res) => {
+    seen.push({ url: `second:${req.url}`, headers: req.headers });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ second: req.url }));
+  });
+  second.on('connection', (socket) => secondSockets.add(socket));
+  await new Promise<void>((r) => second.listen(0, '127.0.0.1', () => r()));
+  secondPort = (second.address() as AddressInfo).port;
   wss = new WebSocketServer({ server: upstream });
   wss.on('connection', (ws, req) => {
     ws.send(`hello ${req.url} ${req.headers['x-spawner-token'] ? 'with-token' : 'no-token'}`);
@@ -33,25 +48,59 @@ beforeAll(async () => {
 
 afterAll(async () => {
   wss.close();
+  second.closeAllConnections();
+  await new Promise((r) => second.close(r));
+  upstream.closeAllConnections();
   await new Promise((r) => upstream.close(r));
 });
 
 beforeEach(async () => {
   seen.length = 0;
+  firstSockets.clear();
+  secondSockets.clear();
   h = await startHarness(
     { holdTimeoutMs: 1500, holdMaxRequests: 5, entryPointDomain: 'backends.test' },
     {
       endpointOf: (b) =>
-        b.status?.podIP ? { host: '127.0.0.1', port: b.status.podIP === 'down' ? 1 : upstreamPort } : undefined,
+        b.status?.podIP
+          ? { host: '127.0.0.1', port: b.status.podIP === 'down' ? 1 : b.status.podIP === 'second' ? secondPort : upstreamPort }
+          : undefined,
     },
   );
 });
 afterEach(() => h.close());
 
-async function readyBackend(): Promise<{ name: string; url: string; token: string }> {
+async function readyBackend(podIP = '10.0.0.1'): Promise<{ name: string; url: string; token: string; uid: string }> {
   const b = await jsonOf(await h.api('/v1/backends', json({ image: 'x' })));
-  h.store.advance(b.name, 'Ready', { podIP: '10.0.0.1' });
-  return { name: b.name, url: b.url, token: new URL(b.url).searchParams.get('spawner_token')! };
+  h.store.advance(b.name, 'Ready', { podIP });
+  const stored = await h.store.get(b.name);
+  return { name: b.name, url: b.url, token: new URL(b.url).searchParams.get('spawner_token')!, uid: stored!.metadata.uid! };
+}
+
+/** One raw client connection: writes bytes, collects what comes back. */
+async function rawConnection(): Promise<{ socket: net.Socket; until(test: (text: string) => boolean): Promise<string> }> {
+  const url = new URL(h.entry);
+  const socket = net.connect(Number(url.port), url.hostname);
+  await new Promise((r) => socket.once('connect', r));
+  let text = '';
+  const waiters: (() => void)[] = [];
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => {
+    text += chunk;
+    for (const w of [...waiters]) w();
+  });
+  return {
+    socket,
+    until: (test) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (test(text)) resolve(text);
+        };
+        waiters.push(check);
+        socket.once('close', () => reject(new Error(`closed; got ${JSON.stringify(text)}`)));
+        check();
+      }),
+  };
 }
 
 const entryUrl = (name: string, rest = '/'): string => `${h.entry}/p/${name}${rest}`;
@@ -201,6 +250,37 @@ describe('HTTP through the entry point', () => {
     } finally {
       await own.close();
     }
+  });
+
+  it('entry point: relay routes each request of one connection to its own backend, over kept-alive sidecar connections', async () => {
+    const a = await readyBackend();
+    const b = await readyBackend('second');
+    const get = (name: string, path: string, token: string, extra = ''): string =>
+      `GET /p/${name}${path} HTTP/1.1\r\nHost: entry\r\nX-Spawner-Token: ${token}\r\n${extra}\r\n`;
+    const c = await rawConnection();
+    // Pipelined, alternating backends: answers come back in order, each from its own sidecar.
+    c.socket.write(
+      get(a.name, '/1', a.token, 'X-Spawner-Backend: evil\r\nX-Spawner-Backend-Uid: forged\r\n') +
+        get(b.name, '/2', b.token) +
+        get(a.name, '/3', a.token),
+    );
+    const text = await c.until((t) => t.includes('"url":"/3"'));
+    const order = [...text.matchAll(/"(url|second)":"(\/\d)"/g)].map((m) => `${m[1]}${m[2]}`);
+    expect(order).toEqual(['url/1', 'second/2', 'url/3']);
+    expect(seen.map((r) => r.url)).toEqual(['/1', 'second:/2', '/3']);
+    // The app learns which backend it serves; what the client claimed is gone.
+    expect(seen[0].headers['x-spawner-backend']).toBe(a.name);
+    expect(seen[0].headers['x-spawner-backend-uid']).toBe(a.uid);
+    expect(seen[1].headers['x-spawner-backend']).toBe(b.name);
+    c.socket.destroy();
+
+    // Another client connection reuses the kept-alive connection to the first sidecar.
+    const d = await rawConnection();
+    d.socket.write(get(a.name, '/4', a.token));
+    await d.until((t) => t.includes('"url":"/4"'));
+    d.socket.destroy();
+    expect(firstSockets.size).toBe(1);
+    expect(secondSockets.size).toBe(1);
   });
 
   it('counts requests by status class', async () => {

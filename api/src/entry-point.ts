@@ -1,26 +1,38 @@
 /**
  * The entry point: one stable listener through which browsers reach every backend
  * (`/p/<name>/…`, or Host `<name>.<domain>`), HTTP and WebSocket, without a per-backend Ingress.
- * See docs/adr/0004-entry-point.md for why it lives in the API process on its own port.
+ * docs/adr/0004-entry-point.md says why it lives in the API process on its own port; it runs the
+ * same relay core as the sidecar (common/src/relay, docs/adr/0010) with this admission policy.
  *
- * Per request: find the backend (store cache), check its connection token (query, header or
- * cookie; the query copy is stripped and turned into a cookie scoped to the backend's path), hold
- * the request while the backend is not Ready yet (bounded in time and number), then proxy to its
- * sidecar by Pod IP with the prefix stripped and the token in X-Spawner-Token, which the sidecar
- * checks again. Plain node:http on the hot path; http-proxy (under http-proxy-middleware) does
- * the forwarding over a keep-alive agent.
+ * Per request (one client connection, a browser's or an Ingress's, carries requests for many
+ * backends): find the backend (store cache), check its connection token with the same gate as
+ * the sidecar (common/src/connection-token.ts), hold the request while the backend is not Ready
+ * yet (bounded in time and number), then relay to its sidecar by Pod IP over a kept-alive
+ * connection from the pool of that address, with the prefix and every copy of the token
+ * stripped, the token in X-Spawner-Token (the sidecar checks it again), and the backend's name
+ * and uid in X-Spawner-Backend[-Uid] (inbound copies dropped).
  */
-import * as http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
+import { STATUS_CODES } from 'node:http';
+import type * as net from 'node:net';
 import { type SessionLivedBackend } from '../../common/src/backend';
+import { ANNOTATION_TOKEN_HASH } from '../../common/src/constants';
+import { forwardedHttps, takeTokens, TokenGate, tokenCookie } from '../../common/src/connection-token';
 import { isTerminal, phaseOf } from '../../common/src/lifecycle';
 import type { Logger } from '../../common/src/logger';
+import type { Answer, RelayAnswers } from '../../common/src/relay/answers';
+import { rewriteRequestHead, type LineRange, type RequestHead } from '../../common/src/relay/http1';
+import {
+  upstreamAddress,
+  type Decision,
+  type RelayPolicy,
+  type RequestView,
+  type Ticket,
+  type UpstreamAddress,
+} from '../../common/src/relay/policy';
+import { Relay } from '../../common/src/relay/relay';
+import { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
 import type { BackendStore, Endpoint } from './backend-store';
 import type { ApiConfig } from './config';
-import { requiresToken, TOKEN_HEADER, TOKEN_PARAM, verifyTokenHash } from './connection-tokens';
-import { ANNOTATION_TOKEN_HASH } from '../../common/src/constants';
 import { ApiError } from './errors';
 import { toApiError } from './error-handler';
 import { codeClass, type ApiMetrics } from './metrics';
@@ -37,62 +49,29 @@ export interface EntryPointOptions {
   config: EntryPointConfig;
   metrics: ApiMetrics;
   logger: Logger;
+  /** Length of the relay's tick (tests shorten it). */
+  tickMs?: number;
 }
 
-/** Where a request goes, once its URL and Host are understood. */
+/** Idle kept-alive connections per sidecar (nginx's `keepalive` for an upstream). */
+const KEEP_ALIVE_PER_SIDECAR = 32;
+/** Token gates by token hash; a gate is cheap, the map is cleared when it grows past this. */
+const MAX_GATES = 10_000;
+const PREFIX = '/p/';
+export const BACKEND_HEADER = 'X-Spawner-Backend';
+export const BACKEND_UID_HEADER = 'X-Spawner-Backend-Uid';
+
+/** Where a request goes, once its target and Host are understood. */
 interface Route {
   name: string;
-  /** Path and query as the backend sees them (prefix and token stripped). */
-  upstreamUrl: string;
+  /** Path and query as the backend sees them (prefix stripped; the token still in). */
+  target: string;
   /** The prefix the backend is mounted under, for X-Forwarded-Prefix ('' for host routing). */
   prefix: string;
   cookiePath: string;
-  queryToken?: string;
 }
 
 type Parsed = { kind: 'route'; route: Route } | { kind: 'redirect'; location: string } | { kind: 'health' } | { kind: 'none' };
-
-const PREFIX = '/p/';
-
-function stripTokenParam(query: string): { query: string; token?: string } {
-  if (!query.includes(TOKEN_PARAM)) return { query };
-  let token: string | undefined;
-  const keep: string[] = [];
-  for (const part of query.split('&')) {
-    const eq = part.indexOf('=');
-    const key = eq < 0 ? part : part.slice(0, eq);
-    if (key === TOKEN_PARAM) {
-      if (token === undefined) {
-        const raw = eq < 0 ? '' : part.slice(eq + 1);
-        try {
-          token = decodeURIComponent(raw.replace(/\+/g, ' '));
-        } catch {
-          token = raw;
-        }
-      }
-    } else if (part !== '') {
-      keep.push(part);
-    }
-  }
-  return { query: keep.join('&'), token };
-}
-
-/** Splits the cookie header into our token cookies and everything else (forwarded as is). */
-function splitCookies(header: string | undefined): { tokens: string[]; rest?: string } {
-  if (!header || !header.includes(TOKEN_PARAM)) return { tokens: [], rest: header };
-  const tokens: string[] = [];
-  const rest: string[] = [];
-  for (const pair of header.split(';')) {
-    const trimmed = pair.trim();
-    if (trimmed === '') continue;
-    const eq = trimmed.indexOf('=');
-    if (eq > 0 && trimmed.slice(0, eq).trim() === TOKEN_PARAM) tokens.push(trimmed.slice(eq + 1).trim());
-    else rest.push(trimmed);
-  }
-  return { tokens, rest: rest.length ? rest.join('; ') : undefined };
-}
-
-const firstHeader = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 
 function errorBody(code: string, message: string, details?: unknown): string {
   const error: Record<string, unknown> = { code, message };
@@ -100,17 +79,46 @@ function errorBody(code: string, message: string, details?: unknown): string {
   return JSON.stringify({ error });
 }
 
-export class EntryPoint {
-  readonly server: http.Server;
-  private readonly proxy: httpProxy;
-  private readonly agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
-  private readonly setCookie = new WeakMap<http.IncomingMessage, string>();
-  private readonly websockets = new Set<Duplex>();
-  /** Client sockets past the 101: an error there must not be answered with an HTTP response. */
-  private readonly upgraded = new WeakSet<Duplex>();
+const json = (status: number, body: string, headers?: Record<string, string>): Answer => ({
+  status,
+  body,
+  contentType: 'application/json; charset=utf-8',
+  headers,
+});
+
+/** An error in the API's JSON shape, as the relay writes it. */
+function errorAnswer(err: unknown): Answer {
+  const e = toApiError(err);
+  return json(e.status, errorBody(e.code, e.message, e.details), e.headers);
+}
+
+const unreachable = (): Answer => json(502, errorBody('backend_unreachable', 'the backend could not be reached'));
+
+/** The relay core's own answers, in the API's JSON error shape. */
+const entryPointAnswers: RelayAnswers = {
+  badRequest: () => json(400, errorBody('bad_request', 'malformed request')),
+  badUpgrade: () => json(400, errorBody('bad_request', 'only WebSocket upgrades are supported')),
+  headTooLarge: () => json(431, errorBody('bad_request', STATUS_CODES[431]!)),
+  badVersion: () => json(505, errorBody('bad_request', 'only HTTP/1.0 and HTTP/1.1 are supported')),
+  noConnect: () => json(405, errorBody('method_not_allowed', 'CONNECT is not supported')),
+  headersTimeout: () => json(408, errorBody('request_timeout', 'the request head did not arrive in time')),
+  refused: unreachable,
+  upstreamFailed: unreachable,
+  timedOut: () => json(504, errorBody('backend_unreachable', 'the backend did not accept a connection in time')),
+};
+
+function terminalError(backend: SessionLivedBackend): ApiError {
+  const phase = phaseOf(backend);
+  return new ApiError(410, 'backend_terminal', `the backend is ${phase}`, { phase, reason: backend.status?.reason });
+}
+
+export class EntryPoint implements RelayPolicy {
+  readonly relay: Relay;
+  private readonly tracker: TunnelTracker;
+  private readonly gates = new Map<string, TokenGate>();
   private readonly byClass = new Map<string, { inc(): void }>();
-  private held = 0;
   private readonly ownHost: string | undefined;
+  private held = 0;
   private liveWebsockets = 0;
 
   constructor(private readonly opts: EntryPointOptions) {
@@ -119,36 +127,25 @@ export class EntryPoint {
     } catch {
       this.ownHost = undefined;
     }
-    this.proxy = httpProxy.createProxyServer({ xfwd: true, ws: true });
-    this.proxy.on('proxyRes', (proxyRes, req) => {
-      const cookie = this.setCookie.get(req);
-      if (!cookie) return;
-      const existing = proxyRes.headers['set-cookie'];
-      proxyRes.headers['set-cookie'] = existing ? [...existing, cookie] : [cookie];
+    const { metrics } = opts;
+    this.tracker = new TunnelTracker(
+      () => {
+        this.count(101);
+        this.liveWebsockets++;
+        metrics.liveWebsockets.inc();
+      },
+      () => {
+        this.liveWebsockets--;
+        metrics.liveWebsockets.dec();
+      },
+    );
+    this.relay = new Relay({
+      policy: this,
+      logger: opts.logger,
+      answers: entryPointAnswers,
+      keepAlivePerUpstream: KEEP_ALIVE_PER_SIDECAR,
+      tickMs: opts.tickMs,
     });
-    this.proxy.on('proxyReqWs', (proxyReq, _req, socket) => this.trackWebsocket(proxyReq, socket));
-    // Errors come through the per-call callbacks; this keeps an unhandled 'error' from crashing.
-    this.proxy.on('error', (err) => this.opts.logger.debug('proxy error', { error: err }));
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
-    });
-    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      this.upgrade(req, socket, head).catch((err: unknown) => this.failSocket(socket, err));
-    });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      if (socket.writable) this.writeRaw(socket, status, 'bad_request', http.STATUS_CODES[status] ?? 'bad request');
-      else socket.destroy();
-    });
-    this.server.keepAliveTimeout = 65_000;
-  }
-
-  /** Counts a request by status class (children bound once: this runs for every request). */
-  private count(status: number): void {
-    const cls = codeClass(status);
-    let child = this.byClass.get(cls);
-    if (!child) this.byClass.set(cls, (child = this.opts.metrics.entryRequests.labels(cls)));
-    child.inc();
   }
 
   /** WebSockets open through the entry point right now. */
@@ -161,43 +158,94 @@ export class EntryPoint {
   }
 
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    return (this.server.address() as AddressInfo).port;
+    await this.relay.listen(port, host);
+    return this.relay.port!;
+  }
+
+  /**
+   * Stops accepting; idle connections close now, busy ones after their last answer; open
+   * WebSockets stay. Resolves once every client connection is gone.
+   */
+  drain(): Promise<void> {
+    return this.relay.drain();
   }
 
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of this.websockets) s.destroy();
-    this.server.closeAllConnections();
-    this.agent.destroy();
-    this.proxy.close();
+    const closed = this.relay.drain();
+    this.relay.destroyAll();
+    this.tracker.destroyAll();
     await closed;
+  }
+
+  // ---- the policy ----
+
+  admit(request: RequestView, ticket: Ticket): Decision | undefined {
+    const parsed = this.route(request.parsed, request.upgrade);
+    switch (parsed.kind) {
+      case 'health':
+        return { kind: 'answer', answer: json(200, '{"status":"ok"}') };
+      case 'redirect':
+        return {
+          kind: 'answer',
+          answer: { status: 308, body: '', contentType: 'text/plain', headers: { Location: parsed.location } },
+        };
+      case 'none':
+        return { kind: 'answer', answer: errorAnswer(new ApiError(404, 'not_found', 'no backend here: use /p/<name>/')) };
+    }
+    const { route } = parsed;
+    // The store says when its routing view may be stale (issue 15); new requests then wait for it.
+    if ((this.opts.store as { routesStale?(): boolean }).routesStale?.()) {
+      return {
+        kind: 'answer',
+        answer: errorAnswer(
+          new ApiError(503, 'routes_stale', 'the routing view is out of date; try again shortly', undefined, {
+            'retry-after': '1',
+          }),
+        ),
+      };
+    }
+    this.resolve(request, route, ticket).then(
+      (decision) => ticket.decide(decision),
+      (err: unknown) => {
+        const e = toApiError(err);
+        if (e.status === 500) this.opts.logger.error('entry point failure', { error: err });
+        ticket.decide({ kind: 'answer', answer: errorAnswer(e) });
+      },
+    );
+    return undefined;
+  }
+
+  finished(status: number): void {
+    this.count(status);
+  }
+
+  tunnel(client: net.Socket, upstream: net.Socket): void {
+    this.tracker.track(client, upstream);
+  }
+
+  upstreamFailed(upstream: UpstreamAddress, error: NodeJS.ErrnoException | undefined, upgrade: boolean): void {
+    this.opts.metrics.upstreamErrors.inc({ kind: upgrade ? 'websocket' : 'http' });
+    this.opts.logger.debug('sidecar unreachable', { upstream: upstream.key, error });
+    // Kept-alive connections to an address that does not answer are not worth keeping.
+    this.relay.forgetUpstream(upstream.key);
   }
 
   // ---- routing ----
 
-  private parse(req: http.IncomingMessage): Parsed {
-    const raw = req.url ?? '/';
+  private route(parsed: RequestHead, upgrade: boolean): Parsed {
+    const raw = parsed.target;
     if (!raw.startsWith('/')) return { kind: 'none' };
     const q = raw.indexOf('?');
     const path = q < 0 ? raw : raw.slice(0, q);
-    const query = q < 0 ? '' : raw.slice(q + 1);
+    const query = q < 0 ? '' : raw.slice(q);
     const domain = this.opts.config.entryPointDomain;
     if (domain) {
-      const host = (firstHeader(req.headers.host) ?? '').toLowerCase().replace(/:\d+$/, '');
+      const host = (parsed.host ?? '').toLowerCase().replace(/:\d+$/, '');
       // The entry point's own host may sit under the same domain; it keeps path routing.
       if (host.endsWith(`.${domain}`) && host !== this.ownHost) {
         const name = host.slice(0, -(domain.length + 1));
         if (!isDnsLabel(name)) return { kind: 'none' };
-        const stripped = stripTokenParam(query);
-        const upstreamUrl = stripped.query ? `${path}?${stripped.query}` : path;
-        return { kind: 'route', route: { name, upstreamUrl, prefix: '', cookiePath: '/', queryToken: stripped.token } };
+        return { kind: 'route', route: { name, target: raw, prefix: '', cookiePath: '/' } };
       }
     }
     if (path.startsWith(PREFIX)) {
@@ -206,251 +254,146 @@ export class EntryPoint {
       const name = slash < 0 ? rest : rest.slice(0, slash);
       if (!isDnsLabel(name)) return { kind: 'none' };
       const sub = slash < 0 ? '' : rest.slice(slash);
-      const isUpgrade = req.headers.upgrade !== undefined;
       // Relative links in the app only resolve under the trailing slash.
-      if (sub === '' && !isUpgrade) return { kind: 'redirect', location: `${PREFIX}${name}/${q < 0 ? '' : raw.slice(q)}` };
-      const stripped = stripTokenParam(query);
-      const upstreamPath = sub === '' ? '/' : sub;
-      const upstreamUrl = stripped.query ? `${upstreamPath}?${stripped.query}` : upstreamPath;
+      if (sub === '' && !upgrade) return { kind: 'redirect', location: `${PREFIX}${name}/${query}` };
       return {
         kind: 'route',
-        route: { name, upstreamUrl, prefix: `${PREFIX}${name}`, cookiePath: `${PREFIX}${name}/`, queryToken: stripped.token },
+        route: { name, target: (sub === '' ? '/' : sub) + query, prefix: `${PREFIX}${name}`, cookiePath: `${PREFIX}${name}/` },
       };
     }
-    if (path === '/healthz') return { kind: 'health' };
+    if (path === '/healthz' && !upgrade) return { kind: 'health' };
     return { kind: 'none' };
   }
 
-  /** The backend, ready to proxy to, or an ApiError; holds while it is not Ready. */
-  private async resolve(
-    req: http.IncomingMessage,
-    route: Route,
-    /** Emits 'close' when the client goes away (the response, or the upgraded socket). */
-    closer: NodeJS.EventEmitter,
-  ): Promise<{ backend: SessionLivedBackend; endpoint: Endpoint; token?: string } | undefined> {
-    const { store, config, metrics } = this.opts;
+  /** The backend's sidecar and the head to send it; holds while the backend is not Ready. */
+  private async resolve(request: RequestView, route: Route, ticket: Ticket): Promise<Decision> {
+    const { store } = this.opts;
     // One that ended and is gone answers 410 as a terminal one does, while the store remembers it.
     let backend = (await store.get(route.name)) ?? store.ended(route.name);
     if (!backend) throw new ApiError(404, 'not_found', `no backend named "${route.name}"`);
-    const token = this.checkToken(req, route, backend);
+    const tokens = this.admitToken(request.parsed, route, backend);
     let endpoint = isReady(backend) ? store.endpoint(backend) : undefined;
     if (!endpoint) {
-      if (isTerminal(phaseOf(backend))) throw terminalError(backend);
-      if (this.held >= config.holdMaxRequests) {
-        throw new ApiError(503, 'busy', 'too many requests are waiting for backends', undefined, { 'retry-after': '1' });
-      }
-      this.held++;
-      metrics.heldRequests.inc();
-      // Only held requests pay for an AbortController; the hot path stays lean.
-      const abort = new AbortController();
-      const onClose = (): void => abort.abort();
-      closer.once('close', onClose);
-      try {
-        const outcome = await waitFor(
-          store,
-          route.name,
-          (b) => isReady(b) && store.endpoint(b) !== undefined,
-          config.holdTimeoutMs,
-          abort.signal,
-        );
-        switch (outcome.kind) {
-          case 'aborted':
-            return undefined;
-          case 'match':
-            backend = outcome.backend;
-            endpoint = store.endpoint(backend) as Endpoint;
-            break;
-          case 'timeout':
-            throw new ApiError(504, 'backend_not_ready', `the backend is ${phaseOf(outcome.backend)}, not Ready yet`, {
-              phase: phaseOf(outcome.backend),
-            });
-          case 'terminal':
-            throw terminalError(outcome.backend);
-          case 'gone':
-            throw new ApiError(404, 'not_found', `no backend named "${route.name}"`);
-        }
-      } finally {
-        closer.off('close', onClose);
-        this.held--;
-        metrics.heldRequests.dec();
-      }
+      const ready = await this.hold(route.name, backend, ticket);
+      if (ready === undefined) return { kind: 'answer', answer: json(499, '') }; // nobody reads it: the client left
+      [backend, endpoint] = ready;
     }
-    return { backend, endpoint, token };
+    return this.forward(request, route, backend, endpoint, tokens);
   }
 
-  /** The presented token that opens the backend; throws 401 when it demands one and none does. */
-  private checkToken(req: http.IncomingMessage, route: Route, backend: SessionLivedBackend): string | undefined {
-    if (!requiresToken(backend)) return undefined;
-    const hash = backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH] as string;
-    const candidates = [
-      route.queryToken,
-      firstHeader(req.headers[TOKEN_HEADER]),
-      ...splitCookies(firstHeader(req.headers.cookie)).tokens,
+  /** Waits until the backend is Ready with an address; undefined when the client went away. */
+  private async hold(
+    name: string,
+    backend: SessionLivedBackend,
+    ticket: Ticket,
+  ): Promise<[SessionLivedBackend, Endpoint] | undefined> {
+    const { store, config, metrics } = this.opts;
+    if (isTerminal(phaseOf(backend))) throw terminalError(backend);
+    if (this.held >= config.holdMaxRequests) {
+      throw new ApiError(503, 'busy', 'too many requests are waiting for backends', undefined, { 'retry-after': '1' });
+    }
+    this.held++;
+    metrics.heldRequests.inc();
+    // Only held requests pay for an AbortController; the hot path stays lean.
+    const abort = new AbortController();
+    ticket.onAbandon(() => abort.abort());
+    try {
+      const outcome = await waitFor(
+        store,
+        name,
+        (b) => isReady(b) && store.endpoint(b) !== undefined,
+        config.holdTimeoutMs,
+        abort.signal,
+      );
+      switch (outcome.kind) {
+        case 'aborted':
+          return undefined;
+        case 'match':
+          return [outcome.backend, store.endpoint(outcome.backend)!];
+        case 'timeout':
+          throw new ApiError(504, 'backend_not_ready', `the backend is ${phaseOf(outcome.backend)}, not Ready yet`, {
+            phase: phaseOf(outcome.backend),
+          });
+        case 'terminal':
+          throw terminalError(outcome.backend);
+        case 'gone':
+          throw new ApiError(404, 'not_found', `no backend named "${name}"`);
+      }
+    } finally {
+      this.held--;
+      metrics.heldRequests.dec();
+    }
+  }
+
+  /**
+   * Every copy of the token taken out of the request; the one that opens the backend kept for
+   * the sidecar. Throws 401 when the backend demands a token and none opens it.
+   */
+  private admitToken(
+    parsed: RequestHead,
+    route: Route,
+    backend: SessionLivedBackend,
+  ): { target: string; drop: LineRange[]; extra: string; token?: string; setCookie: boolean } {
+    const hash = backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH];
+    if (!hash) return { ...takeTokens(parsed, route.target), setCookie: false };
+    const admission = this.gate(hash).admit(parsed, route.target);
+    if (!admission.ok) {
+      throw new ApiError(401, 'unauthorized', "a valid connection token for this backend is required (the URL's spawner_token)");
+    }
+    return admission;
+  }
+
+  private gate(hash: string): TokenGate {
+    let gate = this.gates.get(hash);
+    if (gate === undefined) {
+      if (this.gates.size >= MAX_GATES) this.gates.clear();
+      this.gates.set(hash, (gate = new TokenGate(hash)));
+    }
+    return gate;
+  }
+
+  private forward(
+    request: RequestView,
+    route: Route,
+    backend: SessionLivedBackend,
+    endpoint: Endpoint,
+    tokens: { target: string; drop: LineRange[]; extra: string; token?: string; setCookie: boolean },
+  ): Decision {
+    const { parsed } = request;
+    const lines = parsed.tokenLines ?? {};
+    // Names the entry point sets itself: whatever the client sent under them goes.
+    const drop = [
+      ...tokens.drop,
+      ...(lines['x-forwarded-prefix'] ?? []),
+      ...(lines['x-spawner-backend'] ?? []),
+      ...(lines['x-spawner-backend-uid'] ?? []),
     ];
-    for (const c of candidates) if (c !== undefined && verifyTokenHash(hash, c)) return c;
-    throw new ApiError(401, 'unauthorized', "a valid connection token for this backend is required (the URL's spawner_token)");
+    let extra = tokens.extra;
+    if (tokens.token !== undefined) extra += `X-Spawner-Token: ${tokens.token}\r\n`;
+    if (route.prefix) extra += `X-Forwarded-Prefix: ${route.prefix}\r\n`;
+    extra += `${BACKEND_HEADER}: ${route.name}\r\n`;
+    if (backend.metadata.uid) extra += `${BACKEND_UID_HEADER}: ${backend.metadata.uid}\r\n`;
+    return {
+      kind: 'forward',
+      upstream: upstreamAddress(endpoint.host, endpoint.port),
+      head: rewriteRequestHead(request.head, parsed, { target: tokens.target, drop, extra, remote: request.remote }),
+      setCookie:
+        tokens.setCookie && tokens.token !== undefined
+          ? tokenCookie(tokens.token, route.cookiePath, this.isSecure(parsed))
+          : undefined,
+    };
   }
 
-  /** Rewrites the request for the sidecar: path without prefix and token, token as a header. */
-  private rewrite(req: http.IncomingMessage, route: Route, token: string | undefined): void {
-    req.url = route.upstreamUrl;
-    const cookies = splitCookies(firstHeader(req.headers.cookie));
-    if (cookies.rest === undefined) delete req.headers.cookie;
-    else req.headers.cookie = cookies.rest;
-    if (token !== undefined) req.headers[TOKEN_HEADER] = token;
-    else delete req.headers[TOKEN_HEADER];
-    if (route.prefix) req.headers['x-forwarded-prefix'] = route.prefix;
-  }
-
-  private isSecure(req: http.IncomingMessage): boolean {
-    if ((req.socket as { encrypted?: boolean }).encrypted) return true;
-    if (this.opts.config.trustProxy && firstHeader(req.headers['x-forwarded-proto']) === 'https') return true;
+  private isSecure(parsed: RequestHead): boolean {
+    if (this.opts.config.trustProxy && forwardedHttps(parsed.tokenHeaders?.['x-forwarded-proto'])) return true;
     return (this.opts.config.entryPointBaseUrl ?? '').startsWith('https:');
   }
 
-  // ---- HTTP ----
-
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    res.once('close', () => this.count(res.statusCode));
-    const parsed = this.parse(req);
-    if (parsed.kind === 'health') return this.sendJson(res, 200, '{"status":"ok"}');
-    if (parsed.kind === 'redirect') {
-      res.writeHead(308, { location: parsed.location, 'content-length': 0 });
-      res.end();
-      return;
-    }
-    if (parsed.kind === 'none') throw new ApiError(404, 'not_found', 'no backend here: use /p/<name>/');
-    const { route } = parsed;
-    const target = await this.resolve(req, route, res);
-    if (!target || res.destroyed) return;
-    if (route.queryToken !== undefined && target.token === route.queryToken) {
-      const secure = this.isSecure(req) ? '; Secure' : '';
-      this.setCookie.set(req, `${TOKEN_PARAM}=${target.token}; Path=${route.cookiePath}; HttpOnly; SameSite=Lax${secure}`);
-    }
-    this.rewrite(req, route, target.token);
-    this.proxy.web(
-      req,
-      res,
-      {
-        target: { protocol: 'http:', host: target.endpoint.host, hostname: target.endpoint.host, port: target.endpoint.port },
-        agent: this.agent,
-      },
-      (err) => {
-        this.opts.metrics.upstreamErrors.inc({ kind: 'http' });
-        this.opts.logger.debug('sidecar unreachable', { name: route.name, error: err });
-        this.fail(res, new ApiError(502, 'backend_unreachable', 'the backend could not be reached'));
-      },
-    );
+  /** Counts a request by status class (children bound once: this runs for every request). */
+  private count(status: number): void {
+    const cls = codeClass(status);
+    let child = this.byClass.get(cls);
+    if (!child) this.byClass.set(cls, (child = this.opts.metrics.entryRequests.labels(cls)));
+    child.inc();
   }
-
-  private sendJson(res: http.ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
-    res.writeHead(status, {
-      ...headers,
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-    });
-    res.end(body);
-  }
-
-  private fail(res: http.ServerResponse, err: unknown): void {
-    const e = toApiError(err);
-    if (e.status === 500) this.opts.logger.error('entry point failure', { error: err });
-    if (res.headersSent || res.destroyed) {
-      res.destroy();
-      return;
-    }
-    this.sendJson(res, e.status, errorBody(e.code, e.message, e.details), e.headers);
-  }
-
-  // ---- WebSocket ----
-
-  private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    // Until http-proxy takes over, a reset from the client must not become an uncaught error.
-    socket.on('error', () => socket.destroy());
-    const parsed = this.parse(req);
-    if (parsed.kind !== 'route') throw new ApiError(404, 'not_found', 'no backend here: use /p/<name>/');
-    const { route } = parsed;
-    const target = await this.resolve(req, route, socket);
-    if (!target || socket.destroyed) return;
-    this.rewrite(req, route, target.token);
-    this.proxy.ws(
-      req,
-      socket,
-      head,
-      { target: { protocol: 'http:', host: target.endpoint.host, hostname: target.endpoint.host, port: target.endpoint.port } },
-      (err) => {
-        if (this.upgraded.has(socket)) {
-          socket.destroy();
-          return;
-        }
-        this.opts.metrics.upstreamErrors.inc({ kind: 'websocket' });
-        this.opts.logger.debug('sidecar unreachable (websocket)', { name: route.name, error: err });
-        this.failSocket(socket, new ApiError(502, 'backend_unreachable', 'the backend could not be reached'));
-      },
-    );
-  }
-
-  /** Counts a proxied WebSocket from the upstream's 101 until either side closes, exactly once. */
-  private trackWebsocket(proxyReq: http.ClientRequest, socket: Duplex): void {
-    proxyReq.once('upgrade', (_res: http.IncomingMessage, proxySocket: Socket) => {
-      const { metrics } = this.opts;
-      this.count(101);
-      this.liveWebsockets++;
-      metrics.liveWebsockets.inc();
-      this.websockets.add(socket);
-      this.upgraded.add(socket);
-      let open = true;
-      const done = (fromUpstream: boolean): void => {
-        if (!open) return;
-        open = false;
-        this.liveWebsockets--;
-        metrics.liveWebsockets.dec();
-        this.websockets.delete(socket);
-        if (fromUpstream) {
-          // Let what the upstream sent last (its close frame) drain to the client, within reason.
-          socket.end();
-          setTimeout(() => socket.destroy(), 5_000).unref();
-        } else {
-          proxySocket.destroy();
-        }
-      };
-      if (socket.destroyed) return done(false);
-      socket.once('close', () => done(false));
-      proxySocket.once('close', () => done(true));
-    });
-  }
-
-  private writeRaw(
-    socket: Duplex,
-    status: number,
-    code: string,
-    message: string,
-    headers: Record<string, string> = {},
-    details?: unknown,
-  ): void {
-    const body = errorBody(code, message, details);
-    const extra = Object.entries(headers)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    socket.end(
-      `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${extra}\r\n${body}`,
-    );
-  }
-
-  private failSocket(socket: Duplex, err: unknown): void {
-    const e = toApiError(err);
-    if (e.status === 500) this.opts.logger.error('entry point failure (websocket)', { error: err });
-    this.count(e.status);
-    if (!socket.writable || socket.destroyed) {
-      socket.destroy();
-      return;
-    }
-    this.writeRaw(socket, e.status, e.code, e.message, e.headers, e.details);
-  }
-}
-
-function terminalError(backend: SessionLivedBackend): ApiError {
-  const phase = phaseOf(backend);
-  return new ApiError(410, 'backend_terminal', `the backend is ${phase}`, { phase, reason: backend.status?.reason });
 }

@@ -111,17 +111,14 @@ export async function startServers(opts: StartOptions): Promise<Servers> {
       draining = true;
       logger.info('draining: readiness fails, still accepting', { delayMs, graceMs });
       await sleep(delayMs);
-      const closed = Promise.all([
-        new Promise<void>((resolve) => api.close(() => resolve())),
-        new Promise<void>((resolve) => entryPoint.server.close(() => resolve())),
-      ]).then(() => true);
+      const closed = Promise.all([new Promise<void>((resolve) => api.close(() => resolve())), entryPoint.drain()]).then(
+        () => true,
+      );
       logger.info('draining: listeners closed', { openWebsockets: entryPoint.openWebsockets });
       // A keep-alive connection becomes idle when its last response is sent: close those as they
       // appear, so only WebSockets and requests still running hold the drain open.
-      const idle = setInterval(() => {
-        api.closeIdleConnections();
-        entryPoint.server.closeIdleConnections();
-      }, 200);
+      // (The entry point's relay closes its own idle connections as they appear.)
+      const idle = setInterval(() => api.closeIdleConnections(), 200);
       let timer: NodeJS.Timeout | undefined;
       const drained = await Promise.race([
         closed,

@@ -41,7 +41,9 @@ function decode(value: string): string {
 /** Removes `spawner_token` from the query, keeping every other parameter byte for byte. */
 export function takeQueryToken(url: string): { url: string; tokens: string[] } {
   const q = url.indexOf('?');
-  if (q < 0 || !url.includes(TOKEN_PARAM, q)) return { url, tokens: [] };
+  // Parameter names are compared decoded (`spawner%5Ftoken` is the token too): only a query
+  // without the name and without any escape can skip the parsing.
+  if (q < 0 || (!url.includes(TOKEN_PARAM, q) && !url.includes('%', q))) return { url, tokens: [] };
   const hashAt = url.indexOf('#', q);
   const query = url.slice(q + 1, hashAt < 0 ? undefined : hashAt);
   const kept: string[] = [];
@@ -99,6 +101,50 @@ export function verifyTokenHash(storedHex: string, presented: string | undefined
   return timingSafeEqual(expected, createHash('sha256').update(presented, 'utf8').digest());
 }
 
+/** A request with every copy of the token taken out, and the copies it carried. */
+export interface TokenCarriers {
+  /** The request-target without `spawner_token`. */
+  target: string;
+  /** Field lines to leave out (the token's header and cookie lines). */
+  drop: LineRange[];
+  /** Field lines to add back (the Cookie header without the token), CRLF-terminated. */
+  extra: string;
+  header: string | undefined;
+  cookies: string[];
+  query: string[];
+  /** An `Authorization: Bearer` value (maybe the app's own credential) and its lines. */
+  bearer: string | undefined;
+  bearerLines: LineRange[];
+}
+
+/**
+ * Takes every copy of the token out of a parsed head (`parseRequestHead(head, true)`) and its
+ * target, whether or not any is valid: a relay never passes a token on by accident.
+ */
+export function takeTokens(parsed: RequestHead, target: string = parsed.target): TokenCarriers {
+  const headers = parsed.tokenHeaders ?? {};
+  const lines = parsed.tokenLines ?? {};
+  const drop: LineRange[] = [...(lines[TOKEN_HEADER] ?? [])];
+  let extra = '';
+  const cookie = headers.cookie;
+  const cookies = cookie !== undefined ? takeCookieTokens(cookie) : undefined;
+  if (cookies !== undefined && cookies.tokens.length > 0) {
+    drop.push(...(lines.cookie ?? []));
+    if (cookies.header !== undefined) extra += `Cookie: ${cookies.header}\r\n`;
+  }
+  const query = takeQueryToken(target);
+  return {
+    target: query.url,
+    drop,
+    extra,
+    header: headers[TOKEN_HEADER],
+    cookies: cookies?.tokens ?? [],
+    query: query.tokens,
+    bearer: bearer(headers.authorization),
+    bearerLines: lines.authorization ?? [],
+  };
+}
+
 /** What a request becomes once its token is taken out. */
 export type Admission =
   | { ok: false }
@@ -106,11 +152,8 @@ export type Admission =
       ok: true;
       /** The token that opened the gate. */
       token: string;
-      /** The request-target without `spawner_token`. */
       target: string;
-      /** Field lines to leave out (the token's header, cookie and bearer lines). */
       drop: LineRange[];
-      /** Field lines to add back (the Cookie header without the token), CRLF-terminated. */
       extra: string;
       /** The token came only in the query of a plain GET: answer with the cookie. */
       setCookie: boolean;
@@ -134,40 +177,22 @@ export class TokenGate {
    * (`parseRequestHead(head, true)`). An admitted request is told what to take out.
    */
   admit(parsed: RequestHead, target: string = parsed.target): Admission {
-    const headers = parsed.tokenHeaders ?? {};
-    const lines = parsed.tokenLines ?? {};
-    const header = headers[TOKEN_HEADER];
-    const fromHeader = header !== undefined && this.matches(header) ? header : undefined;
-
-    const cookie = headers.cookie;
-    const cookies = cookie !== undefined ? takeCookieTokens(cookie) : undefined;
-    const fromCookie = cookies?.tokens.find((t) => this.matches(t));
-
-    const query = takeQueryToken(target);
-    const fromQuery = query.tokens.find((t) => this.matches(t));
-
-    const auth = bearer(headers.authorization);
+    const carriers = takeTokens(parsed, target);
+    const fromHeader = this.matches(carriers.header) ? carriers.header : undefined;
+    const fromCookie = carriers.cookies.find((t) => this.matches(t));
+    const fromQuery = carriers.query.find((t) => this.matches(t));
     // The bearer is looked at last, and taken out only when it is what opened the gate: the app
     // may use Authorization for credentials of its own.
-    const token = fromHeader ?? fromCookie ?? fromQuery ?? (this.matches(auth) ? auth : undefined);
+    const token = fromHeader ?? fromCookie ?? fromQuery ?? (this.matches(carriers.bearer) ? carriers.bearer : undefined);
     if (token === undefined) return { ok: false };
-
-    const drop: LineRange[] = [...(lines[TOKEN_HEADER] ?? [])];
-    let extra = '';
-    if (cookies !== undefined && cookies.tokens.length > 0) {
-      drop.push(...(lines.cookie ?? []));
-      if (cookies.header !== undefined) extra += `Cookie: ${cookies.header}\r\n`;
-    }
-    if (fromHeader === undefined && fromCookie === undefined && fromQuery === undefined) {
-      drop.push(...(lines.authorization ?? [])); // it came as the bearer
-    }
+    const drop = (fromHeader ?? fromCookie ?? fromQuery) ? carriers.drop : [...carriers.drop, ...carriers.bearerLines];
     const plainGet = parsed.method === 'GET' && parsed.upgrade === undefined;
     return {
       ok: true,
       token,
-      target: query.url,
+      target: carriers.target,
       drop,
-      extra,
+      extra: carriers.extra,
       setCookie: fromQuery !== undefined && fromCookie === undefined && plainGet,
     };
   }

@@ -1,5 +1,6 @@
-import { ConfigError } from '../../common/src/config';
-import { loadSidecarConfig } from './config';
+import fc from 'fast-check';
+import { ajvProblems, ConfigError, isPlainSchema, plainProblems } from '../../common/src/config';
+import { loadSidecarConfig, SIDECAR_CONFIG } from './config';
 
 describe('loadSidecarConfig', () => {
   it('has the documented defaults', () => {
@@ -34,5 +35,38 @@ describe('loadSidecarConfig', () => {
   it('refuses a malformed token hash and a port out of range', () => {
     expect(() => loadSidecarConfig([], { SPAWNER_TOKEN_SHA256: 'xyz' })).toThrow(ConfigError);
     expect(() => loadSidecarConfig(['--upstream-port=0'], {})).toThrow(/--upstream-port/);
+  });
+
+  it('refuses a flag it does not have', () => {
+    expect(() => loadSidecarConfig(['--data-path=relay'], {})).toThrow(/Unknown option '--data-path'/);
+  });
+
+  // The sidecar does not load ajv (its bundle leaves it out): its schema must stay a plain one, and
+  // the plain check must say what ajv would.
+  it('is checked without ajv, with the verdicts and messages of ajv', () => {
+    expect(isPlainSchema(SIDECAR_CONFIG.schema)).toBe(true);
+    const names = Object.keys(SIDECAR_CONFIG.schema.properties);
+    const value = fc.oneof(
+      fc.string(),
+      fc.double(),
+      fc.integer({ min: -1, max: 70_000 }),
+      fc.constantFrom('', 'debug', 'loud', 'ab'.repeat(32), 'AB'.repeat(32), NaN, 0, 65536),
+    );
+    fc.assert(
+      fc.property(fc.record(Object.fromEntries(names.map((n) => [n, value])), { requiredKeys: [] }), (raw) => {
+        const [byPlain, byAjv] = [{ ...raw }, { ...raw }];
+        const plain = plainProblems(SIDECAR_CONFIG.schema, byPlain);
+        expect(plain).toEqual(
+          ajvProblems(SIDECAR_CONFIG.schema, byAjv).map(({ instancePath, message }) => ({ instancePath, message })),
+        );
+        expect(byPlain).toEqual(byAjv);
+      }),
+      { numRuns: 500 },
+    );
+    expect(() => loadSidecarConfig(['--heartbeat-seconds=0', '--log-level=loud'], {})).toThrow(
+      'invalid sidecar configuration:\n' +
+        '  --heartbeat-seconds (SPAWNER_SIDECAR_HEARTBEAT_SECONDS) must be > 0\n' +
+        '  --log-level (SPAWNER_SIDECAR_LOG_LEVEL) must be equal to one of the allowed values',
+    );
   });
 });

@@ -16,6 +16,8 @@ let upstreamPort: number;
 let second: http.Server;
 let secondPort: number;
 const secondSockets = new Set<unknown>();
+/** A port nothing listens on until a test says so (podIP 'late'). */
+let latePort = 0;
 const firstSockets = new Set<unknown>();
 let wss: WebSocketServer;
 const seen: Seen[] = [];
@@ -63,7 +65,17 @@ beforeEach(async () => {
     {
       endpointOf: (b) =>
         b.status?.podIP
-          ? { host: '127.0.0.1', port: b.status.podIP === 'down' ? 1 : b.status.podIP === 'second' ? secondPort : upstreamPort }
+          ? {
+              host: '127.0.0.1',
+              port:
+                b.status.podIP === 'down'
+                  ? 1
+                  : b.status.podIP === 'second'
+                    ? secondPort
+                    : b.status.podIP === 'late'
+                      ? latePort
+                      : upstreamPort,
+            }
           : undefined,
     },
   );
@@ -199,6 +211,30 @@ describe('HTTP through the entry point', () => {
     const res = await fetch(b.url);
     expect(res.status).toBe(502);
     expect((await jsonOf(res)).error.code).toBe('backend_unreachable');
+  });
+
+  it('routes a request again while its sidecar refuses connections, within the hold budget', async () => {
+    const free = net.createServer();
+    await new Promise<void>((r) => free.listen(0, '127.0.0.1', () => r()));
+    latePort = (free.address() as AddressInfo).port;
+    await new Promise((r) => free.close(r));
+    const b = await jsonOf(await h.api('/v1/backends', json({ image: 'x' })));
+    h.store.advance(b.name, 'Ready', { podIP: 'late' });
+    const late = http.createServer((_req, res) => res.end('late sidecar'));
+    const pending = fetch(b.url);
+    await new Promise((r) => setTimeout(r, 400)); // refused twice at least
+    await new Promise<void>((r) => late.listen(latePort, '127.0.0.1', () => r()));
+    try {
+      const res = await pending;
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('late sidecar');
+      expect(await (await fetch(`${h.base}/metrics`)).text()).toMatch(
+        /spawner_entrypoint_upstream_errors_total\{kind="http"[^}]*\} [1-9]/,
+      );
+    } finally {
+      late.closeAllConnections();
+      await new Promise((r) => late.close(r));
+    }
   });
 
   it('503 when the store cannot be reached', async () => {

@@ -58,6 +58,8 @@ const KEEP_ALIVE_PER_SIDECAR = 32;
 /** Token gates by token hash; a gate is cheap, the map is cleared when it grows past this. */
 const MAX_GATES = 10_000;
 const PREFIX = '/p/';
+/** Pause before routing a refused request again. */
+const REFUSED_RETRY_MS = 200;
 export const BACKEND_HEADER = 'X-Spawner-Backend';
 export const BACKEND_UID_HEADER = 'X-Spawner-Backend-Uid';
 
@@ -116,6 +118,8 @@ export class EntryPoint implements RelayPolicy {
   readonly relay: Relay;
   private readonly tracker: TunnelTracker;
   private readonly gates = new Map<string, TokenGate>();
+  /** When a request's sidecar first refused it (requests being routed again). */
+  private readonly refusedSince = new WeakMap<Ticket, number>();
   private readonly byClass = new Map<string, { inc(): void }>();
   private readonly ownHost: string | undefined;
   private held = 0;
@@ -221,6 +225,30 @@ export class EntryPoint implements RelayPolicy {
 
   tunnel(client: net.Socket, upstream: net.Socket): void {
     this.tracker.track(client, upstream);
+  }
+
+  /**
+   * A sidecar refused the connection (restarting, or not listening yet): the request is routed
+   * again after a short pause, from a fresh look at the backend, until the hold budget
+   * (holdTimeoutMs from the first refusal) is spent; then 502.
+   */
+  refused(request: RequestView, ticket: Ticket, upstream: UpstreamAddress): Decision | undefined {
+    const { metrics, config } = this.opts;
+    metrics.upstreamErrors.inc({ kind: request.upgrade ? 'websocket' : 'http' });
+    this.relay.forgetUpstream(upstream.key);
+    const now = Date.now();
+    let since = this.refusedSince.get(ticket);
+    if (since === undefined) this.refusedSince.set(ticket, (since = now));
+    const parsed = this.route(request.parsed, request.upgrade);
+    if (parsed.kind !== 'route' || now - since >= config.holdTimeoutMs) return { kind: 'answer', answer: unreachable() };
+    const timer = setTimeout(() => {
+      this.resolve(request, parsed.route, ticket).then(
+        (decision) => ticket.decide(decision),
+        (err: unknown) => ticket.decide({ kind: 'answer', answer: errorAnswer(err) }),
+      );
+    }, REFUSED_RETRY_MS);
+    ticket.onAbandon(() => clearTimeout(timer));
+    return undefined;
   }
 
   upstreamFailed(upstream: UpstreamAddress, error: NodeJS.ErrnoException | undefined, upgrade: boolean): void {

@@ -208,7 +208,9 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     // Until the policy decides, what follows the head is kept.
     this.req = R_WAIT;
     ex.deciding = true;
-    const decision = this.relay.policy.admit({ head, parsed, remote: this.remote, upgrade }, ex);
+    const view = { head, parsed, remote: this.remote, upgrade };
+    if (this.relay.policy.refused !== undefined) ex.view = view;
+    const decision = this.relay.policy.admit(view, ex);
     if (decision !== undefined && ex.deciding) {
       ex.deciding = false;
       this.decided(ex, decision, true);
@@ -574,6 +576,10 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
       this.destroy(); // the upstream gave up on a half-closed client: recorded as the client's doing
       return;
     }
+    if (!ex.answered && err?.code === 'ECONNREFUSED' && this.canReroute(ex)) {
+      this.reroute(ex);
+      return;
+    }
     if (!ex.answered) {
       // Nothing of an answer went out yet: the relay can still answer.
       this.pending.shift();
@@ -609,6 +615,32 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     this.retried = true;
     for (const ex of this.pending) if (ex.sent && ex.replay !== undefined) this.toUpstream.push(ex.replay);
     this.flushUpstream();
+  }
+
+  /** A refused connection for a lone bodiless request, which the policy may route again. */
+  private canReroute(ex: Exchange): boolean {
+    return (
+      ex.view !== undefined &&
+      ex.replay !== undefined &&
+      this.pending.length === 1 &&
+      this.response.idle &&
+      ((this.req === R_HEAD && this.partial === null) || this.req === R_DONE)
+    );
+  }
+
+  /** The policy decides again; meanwhile what the client sends is kept, as for a first decision. */
+  private reroute(ex: Exchange): void {
+    const failed = ex.upstream!;
+    ex.sent = false;
+    ex.replay = undefined;
+    this.response.reset();
+    if (this.req === R_HEAD) this.req = R_WAIT;
+    ex.deciding = true;
+    const decision = this.relay.policy.refused!(ex.view!, ex, failed);
+    if (decision !== undefined && ex.deciding) {
+      ex.deciding = false;
+      this.decided(ex, decision, false);
+    }
   }
 
   /** The upstream's response broke HTTP framing: answer 502 when nothing went out yet, else cut. */

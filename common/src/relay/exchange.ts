@@ -1,7 +1,7 @@
 /** One request and its answer, as the relay core tracks them (in order, per client connection). */
 import { performance } from 'node:perf_hooks';
 import type { HeldDecision } from './connection';
-import type { Decision, Ticket, UpstreamAddress } from './policy';
+import type { Decision, RequestView, Ticket, UpstreamAddress } from './policy';
 
 export class Exchange implements Ticket {
   /** performance.now() when counted. */
@@ -33,6 +33,8 @@ export class Exchange implements Ticket {
   status = 0;
   answered = false;
   setCookie: string | undefined = undefined;
+  /** The request as the policy saw it (kept for a second decision after a refused connection). */
+  view: RequestView | undefined = undefined;
   /** Still waiting for the policy's decision. */
   deciding = false;
   private abandon: (() => void) | undefined = undefined;

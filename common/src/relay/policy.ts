@@ -68,6 +68,12 @@ export interface RelayPolicy {
   finished(status: number, seconds: number, counted: boolean): void;
   /** The upstream answered 101: the pair is a tunnel now, and the policy owns it. */
   tunnel(client: net.Socket, upstream: net.Socket): void;
+  /**
+   * The upstream refused the connection for a request without a body, nothing else in flight on
+   * this client connection: the policy may route it again (its decision, later, through the
+   * ticket), or return an answer. Without this hook the relay answers 502.
+   */
+  refused?(request: RequestView, ticket: Ticket, upstream: UpstreamAddress): Decision | undefined;
   /** The upstream could not be reached or failed before answering (metrics, route dropping). */
   upstreamFailed?(upstream: UpstreamAddress, error: NodeJS.ErrnoException | undefined, upgrade: boolean): void;
 }

@@ -5,8 +5,9 @@
  * its source map) from sidecar/src/main.ts. It runs with plain `node <file>`, no node_modules.
  *
  * Why: the sidecar runs once per backend, so its idle memory is multiplied by the number of
- * sessions. Measured idle, 10 sidecars, Node 20 (anonymous memory per process): 11.6 MB from tsc's
- * dist/ and node_modules, 12.1 MB as a plain esbuild ESM bundle, 9.2 MB as this file:
+ * sessions. Anonymous memory per process, 10 sidecars, 3 s after start, Node 20: 11.6 MB from tsc's
+ * dist/ and node_modules, 12.1 MB as a plain esbuild ESM bundle, 9.2 MB as this file (7.7 MB once
+ * settled: `npm run bench -- sidecar-memory`):
  *   - CommonJS, not ESM: Node's ES module loader costs the process about 1.3 MB more;
  *   - prom-client's index loads every metric type, the Pushgateway and cluster aggregation: the
  *     sidecar gets the registry, Counter, Gauge and the default metrics, each from its own file;

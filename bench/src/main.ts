@@ -2,7 +2,9 @@
  * `npm run bench [-- <name>...] [--rounds=N] [...]`: runs the named benchmarks (all by default),
  * prints their tables, and writes JSON (and Markdown tables) to bench/results/.
  *
- *   data-plane       sidecar vs direct, nginx, HAProxy, entry point + sidecar (no cluster)
+ *   data-plane       sidecar vs direct, nginx, HAProxy; entry point + sidecar vs nginx → nginx and
+ *                    HAProxy → HAProxy (no cluster)
+ *   sidecar-memory   10 and 50 idle sidecars: RSS, anonymous, PSS per process (no cluster)
  *   spawn-pipeline   200 backends through the API vs 200 raw Pod+Service pairs (cluster)
  *   operator-scale   operator with 2,000 existing backends (cluster)
  *   sweeper-scale    one sweeper following 1,000 sidecar state streams (cluster)
@@ -13,6 +15,7 @@
 import { execFileSync } from 'node:child_process';
 import { runClusterCleanups } from './cluster';
 import { dataPlane } from './data-plane';
+import { sidecarMemory } from './sidecar-memory';
 import { operatorScale } from './operator-scale';
 import { killAllChildrenNow, stopAllChildren } from './processes';
 import { machineInfo, printResult, saveResult, type BenchResult } from './report';
@@ -54,6 +57,17 @@ const BENCHMARKS: Record<string, Benchmark> = {
         durationS: num(f, 'duration', 3),
         connections: num(f, 'connections', 50),
         upstreams: (f.upstreams ?? 'node,static').split(',') as Array<'node' | 'static'>,
+      }),
+  },
+  'sidecar-memory': {
+    tools: [],
+    cluster: false,
+    help: '--counts=10,50 --rounds=3 --settle=10',
+    run: (f) =>
+      sidecarMemory({
+        counts: (f.counts ?? '10,50').split(',').map(Number),
+        rounds: num(f, 'rounds', 3),
+        settleS: num(f, 'settle', 10),
       }),
   },
   'spawn-pipeline': {

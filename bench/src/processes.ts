@@ -106,6 +106,24 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** `n` distinct free ports, all held until every one is found (starting many servers at once). */
+export async function freePorts(n: number, host = '127.0.0.1'): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise<void>((resolveListen, reject) => {
+        srv.once('error', reject);
+        srv.listen(0, host, () => resolveListen());
+      });
+    }
+    return servers.map((srv) => (srv.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  }
+}
+
 /** Resolves once a TCP connection to host:port succeeds; fails when `child` exits first or on timeout. */
 export async function waitForPort(port: number, child?: Child, host = '127.0.0.1', timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

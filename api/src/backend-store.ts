@@ -13,6 +13,10 @@
  *   backend is gone. Listeners must tolerate repeated deliveries of the same state.
  * - `ended` answers for a deleted backend, for a while, with its last state: a store records it
  *   (ended-backends.ts) before its watchers hear `undefined`, so they can ask why it went.
+ * - `endpoint` is an address verified to belong to that backend now, as far as the store's view
+ *   goes (Kubernetes: the Pod its status names, controlled by it, Running, Ready, not
+ *   terminating); `routesStale` says when that view is too old to open new connections on. A
+ *   change that makes a backend routable or not is delivered to its watchers (the backend again).
  */
 import type { SessionLivedBackend } from '../../common/src/backend';
 import type { Requirement } from '../../common/src/kube/selectors';
@@ -76,8 +80,26 @@ export interface BackendStore {
    */
   ended(name: string): SessionLivedBackend | undefined;
 
-  /** Where to proxy the backend's traffic, or undefined while it has no address yet. */
+  /**
+   * Where to proxy the backend's traffic, or undefined while no address is verified to be its:
+   * Kubernetes answers only with the IP of the Pod whose uid `status.podUID` names, whose
+   * controller ownerReference is this backend (uid), and which is Running, Ready and has no
+   * deletionTimestamp (a Failed/Succeeded Pod's leftover podIP, or `status.podIP` alone, never).
+   * It answers from the store's view as it is: check `routesStale()` before opening a new
+   * connection. Cheap (a map lookup): call it per request.
+   */
   endpoint(backend: SessionLivedBackend): Endpoint | undefined;
+
+  /**
+   * True while the routing view may be older than its bound (Kubernetes: --routes-freshness-seconds,
+   * default 15; also before its first full list). The view proves its age with a periodic cheap
+   * read of the API server's current resourceVersion that its watch must then catch up to, or a
+   * relist. While it is true the entry point refuses NEW connections and requests (503
+   * `routes_stale`) rather than route on stale data; connections already open stay (the
+   * sidecar's connection-token check is the second guard against a misroute). Stores with no
+   * remote view (memory, local mode) always answer false. Cheap: call it per request.
+   */
+  routesStale(): boolean;
 
   /** Backends not yet in a terminal phase (for the max-live limit). */
   countLive(): number;

@@ -7,6 +7,7 @@ import { SIDECAR_SERVE_PORT } from '../../common/src/constants';
 import { loadConfig, ConfigError, type ConfigSpec } from '../../common/src/config';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
 import { DEFAULT_ENDED_MAX_ENTRIES, DEFAULT_ENDED_RETENTION_SECONDS } from './ended-backends';
+import { DEFAULT_ROUTES_FRESHNESS_SECONDS } from './pod-routes';
 
 export interface ApiConfig {
   host: string;
@@ -36,6 +37,7 @@ export interface ApiConfig {
   streamMaxSeconds: number;
   waitMaxSeconds: number;
   endedRetentionSeconds: number;
+  routesFreshnessSeconds: number;
   trustProxy: boolean;
   drainDelaySeconds: number;
   drainSeconds: number;
@@ -161,6 +163,14 @@ export const API_CONFIG: ConfigSpec = {
         default: DEFAULT_ENDED_RETENTION_SECONDS,
         minimum: 0,
         maximum: 86400,
+      },
+      routesFreshnessSeconds: {
+        type: 'integer',
+        description:
+          "Longest the routing view (the backends' Pods, watched) may be unproven before the entry point refuses new connections with 503 routes_stale; proven by a cheap resourceVersion read every fifth of it.",
+        default: DEFAULT_ROUTES_FRESHNESS_SECONDS,
+        minimum: 3,
+        maximum: 300,
       },
       trustProxy: { type: 'boolean', description: 'Trust X-Forwarded-Proto/Host when building URLs.', default: false },
       drainDelaySeconds: {

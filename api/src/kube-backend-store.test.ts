@@ -112,7 +112,8 @@ describe('KubeBackendStore', () => {
     await kube.setStatus(BACKENDS, 'spawner', 'spawner-f', { phase: 'Ready', ready: true, podIP: '10.2.0.9' });
     await waitUntil(() => seen.length === 2);
     const b = await store.get('spawner-f');
-    expect(store.endpoint(b!)).toEqual({ host: '10.2.0.9', port: 9090 });
+    // status.podIP alone routes nowhere: only a verified Pod does (pod-routes.test.ts).
+    expect(store.endpoint(b!)).toBeUndefined();
     await kube.delete(BACKENDS, 'spawner', 'spawner-f');
     await waitUntil(() => seen.length === 3);
     expect(seen).toEqual(['Submitted', 'Ready', undefined]);

@@ -14,6 +14,12 @@
  * A deleted backend's last state is remembered for a while (`ended`, see ended-backends.ts): from
  * this store's own deletes and from the informer's delete events, so a backend deleted by anyone
  * (the operator once it is Swept, `kubectl delete`) is covered, on every API replica.
+ *
+ * Routing (`endpoint`, `routesStale`) comes from a second informer, on the backends' Pods
+ * (pod-routes.ts): a backend is reached only through the Pod its status names, verified there, and
+ * the store knows how fresh that view is. A change in a Pod's routability is announced to the
+ * backend's watchers (its current object again), so a request held for a Ready backend goes on as
+ * soon as its Pod is routable.
  */
 import { type SessionLivedBackend } from '../../common/src/backend';
 import { isTerminal, phaseOf, writeTransition } from '../../common/src/lifecycle';
@@ -26,6 +32,7 @@ import type { KubeClient } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
 import { BackendListeners } from './backend-listeners';
 import { DEFAULT_ENDED_RETENTION_SECONDS, EndedBackends } from './ended-backends';
+import { DEFAULT_ROUTES_FRESHNESS_SECONDS, PodRoutes, type PodRoutesOptions } from './pod-routes';
 import {
   BackendAlreadyExistsError,
   type BackendListener,
@@ -46,6 +53,12 @@ export interface KubeBackendStoreOptions {
   onWatchError?: (err: unknown) => void;
   /** How long a deleted backend's last state is remembered (`ended`). */
   endedRetentionSeconds?: number;
+  /** Past this age the routing view is stale (`routesStale`); default 15. */
+  routesFreshnessSeconds?: number;
+  /** Finer settings of the routing view (tests). */
+  routes?: Partial<
+    Pick<PodRoutesOptions, 'freshnessBoundMs' | 'probeIntervalMs' | 'watchTimeoutSeconds' | 'relistAfterMs' | 'now'>
+  >;
 }
 
 interface Remembered {
@@ -63,6 +76,7 @@ export class KubeBackendStore implements BackendStore {
   private readonly deleted = new Map<string, number>();
   private readonly ttl: number;
   private readonly endedBackends: EndedBackends;
+  private readonly routes: PodRoutes;
 
   constructor(private readonly opts: KubeBackendStoreOptions) {
     this.namespace = opts.namespace;
@@ -82,23 +96,37 @@ export class KubeBackendStore implements BackendStore {
       opts.logger,
       { namespace: opts.namespace, onWatchError: opts.onWatchError },
     );
+    this.routes = new PodRoutes({
+      client: opts.client,
+      namespace: opts.namespace,
+      logger: opts.logger,
+      freshnessBoundMs: (opts.routesFreshnessSeconds ?? DEFAULT_ROUTES_FRESHNESS_SECONDS) * 1000,
+      onWatchError: opts.onWatchError,
+      ...opts.routes,
+      onRouteChange: (name) => {
+        // Watchers re-evaluate the backend (a held request, say); never "undefined" for this.
+        const backend = this.cached(name);
+        if (backend) this.emit(name, backend);
+      },
+    });
   }
 
   async start(): Promise<void> {
     this.informer.start();
+    this.routes.start();
   }
 
   async stop(): Promise<void> {
-    await this.informer.stop();
+    await Promise.all([this.informer.stop(), this.routes.stop()]);
   }
 
   ready(): boolean {
-    return this.informer.hasSynced;
+    return this.informer.hasSynced && this.routes.hasSynced;
   }
 
-  /** Resolves once the first list has been cached. */
-  waitForSync(): Promise<void> {
-    return this.informer.waitForSync();
+  /** Resolves once the first lists (backends and their Pods) have been cached. */
+  async waitForSync(): Promise<void> {
+    await Promise.all([this.informer.waitForSync(), this.routes.waitForSync()]);
   }
 
   async create(backend: SessionLivedBackend): Promise<SessionLivedBackend> {
@@ -173,12 +201,18 @@ export class KubeBackendStore implements BackendStore {
   }
 
   /**
-   * The sidecar by Pod IP. Never the Service: routing must not depend on kube-proxy or cluster
-   * DNS, and the Pod IP is what the sweeper uses too.
+   * The sidecar by Pod IP, in every service mode. Never the Service: routing must not depend on
+   * kube-proxy or cluster DNS. Only the IP of the Pod the backend's status names (podUID), which
+   * that backend controls, and which is Running, Ready and not terminating (pod-routes.ts); never
+   * `status.podIP` as such, which may be a dead Pod's address, given to another Pod since.
    */
   endpoint(backend: SessionLivedBackend): Endpoint | undefined {
-    const ip = backend.status?.podIP;
+    const ip = this.routes.route(backend);
     return ip ? { host: ip, port: this.opts.sidecarPort ?? SIDECAR_SERVE_PORT } : undefined;
+  }
+
+  routesStale(): boolean {
+    return this.routes.stale();
   }
 
   countLive(): number {

@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     namespace: config.namespace,
     logger,
     endedRetentionSeconds: config.endedRetentionSeconds,
+    routesFreshnessSeconds: config.routesFreshnessSeconds,
   });
   await store.start();
 

@@ -32,6 +32,8 @@ export interface MemoryBackendStoreOptions {
   now?: () => Date;
   /** How long a deleted backend's last state is remembered (`ended`). */
   endedRetentionSeconds?: number;
+  /** What `routesStale` answers (tests of the entry point's refusal); by default always false. */
+  routesStale?: () => boolean;
 }
 
 export class MemoryBackendStore implements BackendStore {
@@ -129,6 +131,11 @@ export class MemoryBackendStore implements BackendStore {
     if (this.opts.endpointOf) return this.opts.endpointOf(backend);
     const ip = backend.status?.podIP;
     return ip ? { host: ip, port: SIDECAR_SERVE_PORT } : undefined;
+  }
+
+  /** An in-memory view is never stale (unless a test says so). */
+  routesStale(): boolean {
+    return this.opts.routesStale?.() ?? false;
   }
 
   countLive(): number {

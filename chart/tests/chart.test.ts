@@ -88,20 +88,35 @@ describe('chart', () => {
     ['a bad pull policy', 'images.api.pullPolicy=Sometimes', "at '/images/api/pullPolicy'"],
     ['a bad log level', 'logLevel=loud', "at '/logLevel'"],
     ['a negative ended retention', 'api.endedRetentionSeconds=-1', "at '/api/endedRetentionSeconds'"],
+    ['a routes freshness bound below 3 s', 'api.routesFreshnessSeconds=1', "at '/api/routesFreshnessSeconds'"],
   ])('rejects %s with the schema message', (_name, set, message) => {
     const r = helm(['template', 'spawner', CHART, '--set', set]);
     expect(r.code).not.toBe(0);
     expect(r.err).toContain(message);
   });
 
+  /** The value of one environment variable of the API container, rendered with `set`. */
+  const apiEnv = (set: string[], name: string): string | undefined => {
+    const api = render(set).find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-api'))!;
+    const env = api.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>;
+    return env.find((e) => e.name === name)?.value;
+  };
+
   it('passes api.endedRetentionSeconds to the API (600 by default)', () => {
-    const retention = (set: string[]) => {
-      const api = render(set).find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-api'))!;
-      const env = api.spec.template.spec.containers[0].env as Array<{ name: string; value: string }>;
-      return env.find((e) => e.name === 'SPAWNER_API_ENDED_RETENTION_SECONDS')?.value;
-    };
+    const retention = (set: string[]) => apiEnv(set, 'SPAWNER_API_ENDED_RETENTION_SECONDS');
     expect(retention([])).toBe('600');
     expect(retention(['api.endedRetentionSeconds=3'])).toBe('3');
+  });
+
+  it('passes api.routesFreshnessSeconds to the API (15 by default) and lets it watch Pods, nothing more on them', () => {
+    const freshness = (set: string[]) => apiEnv(set, 'SPAWNER_API_ROUTES_FRESHNESS_SECONDS');
+    expect(freshness([])).toBe('15');
+    expect(freshness(['api.routesFreshnessSeconds=5'])).toBe('5');
+    const role = render(['backendNamespace=sessions']).find((d) => d.kind === 'Role' && d.metadata.name.endsWith('-api'))!;
+    expect(role.metadata.namespace).toBe('sessions');
+    expect(role.rules.filter((r: any) => r.resources.includes('pods'))).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+    ]);
   });
 
   it('upgrades keep sessions: two API replicas rolled one at a time, a PodDisruptionBudget, a drain within the grace', () => {

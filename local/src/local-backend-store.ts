@@ -260,6 +260,11 @@ export class LocalBackendStore implements BackendStore {
     return port ? { host: this.host, port } : undefined;
   }
 
+  /** The runs are this process's own children: the view is never stale. */
+  routesStale(): boolean {
+    return false;
+  }
+
   countLive(): number {
     let n = 0;
     for (const b of this.items.values()) if (!isTerminal(phaseOf(b))) n++;

@@ -4,12 +4,15 @@
 #
 #   debs      Debian packages: openssl (test PKI), iproute2 + util-linux (pod network and mount
 #             namespaces, flock), curl + procps (e2e/cluster.sh), chromium (/usr/bin/chromium, the
-#             demo page test), prometheus (promtool for the chart tests, a real Prometheus in e2e)
+#             demo page test), prometheus (promtool for the chart tests, a real Prometheus in e2e),
+#             buildah + mmdebstrap (the images, e2e/images.e2e.ts: scripts/images.sh), shellcheck
+#             (actionlint runs it on the release workflow's scripts)
 #   venv      schemathesis (PyPI, the version pinned below) in a venv at ~/.cache/spawner/venv,
 #             for the e2e fuzz suite (python3 and python3-venv join the Debian packages if needed)
 #   binaries  kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and helm, built
 #             from their Go modules by e2e/scripts/build-binaries.sh (Go >= 1.26; ~10 min on 2 cores
-#             the first time, then cached under ~/.cache/spawner)
+#             the first time, then cached under ~/.cache/spawner); and actionlint, for the release
+#             workflow (e2e/images.test.ts; a minute, cached; skipped without Go, not a blocker)
 #
 #   bash scripts/install-test-deps.sh [--check] [debs] [venv] [binaries]   (default: all three)
 #
@@ -22,11 +25,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEFAULT_DEBS="openssl iproute2 util-linux curl procps chromium prometheus"
+DEFAULT_DEBS="openssl iproute2 util-linux curl procps chromium prometheus buildah mmdebstrap shellcheck"
 read -r -a DEBS <<<"${SPAWNER_TEST_DEBS-$DEFAULT_DEBS}"
 SCHEMATHESIS_VERSION=4.32.5 # e2e/fuzz.e2e.ts and docs/reliability.md name this version too
 VENV="$HOME/.cache/spawner/venv" # where e2e/fuzz.e2e.ts looks (unless SPAWNER_SCHEMATHESIS is set)
 GO_MIN_MINOR=26                  # Go 1.26: what Kubernetes v1.36's go.mod asks (GOTOOLCHAIN=local)
+ACTIONLINT_VERSION=v1.7.12       # e2e/images.test.ts finds it at the same path
+ACTIONLINT="${SPAWNER_CACHE:-$HOME/.cache/spawner}/bin/actionlint-$ACTIONLINT_VERSION/actionlint"
 
 started=$(date +%s)
 log() { printf '[test-deps %s +%ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - started))" "$*" >&2; }
@@ -122,6 +127,17 @@ if want binaries; then
   fi
 fi
 
+build_actionlint=0
+if want binaries; then
+  if [ -x "$ACTIONLINT" ]; then
+    ok "actionlint in $ACTIONLINT"
+  elif go_ok; then
+    missing+=("actionlint $ACTIONLINT_VERSION"); build_actionlint=1
+  else
+    log "note: actionlint is not built (no Go >= 1.$GO_MIN_MINOR), so the release workflow's check is skipped"
+  fi
+fi
+
 if [ "${#missing[@]}" -eq 0 ]; then
   log "everything the tests need is present"
   exit 0
@@ -175,5 +191,11 @@ if want binaries && ! bash e2e/scripts/build-binaries.sh --check >/dev/null 2>&1
     "(first time: about 10 min on 2 cores, then cached; progress below)"
   bin_dir=$(bash e2e/scripts/build-binaries.sh | tail -n 1)
   log "built: $bin_dir"
+fi
+if [ "$build_actionlint" = 1 ]; then
+  log "building actionlint $ACTIONLINT_VERSION from its Go module (about a minute)"
+  GOBIN="$(dirname "$ACTIONLINT")" GOTOOLCHAIN=local go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
+    || die "go install github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION failed"
+  log "built: $ACTIONLINT"
 fi
 log "done: everything the tests need is present"

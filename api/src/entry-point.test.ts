@@ -16,6 +16,8 @@ let upstreamPort: number;
 let second: http.Server;
 let secondPort: number;
 const secondSockets = new Set<unknown>();
+/** What the store says of its routing view's freshness. */
+let stale = false;
 /** A port nothing listens on until a test says so (podIP 'late'). */
 let latePort = 0;
 const firstSockets = new Set<unknown>();
@@ -58,11 +60,13 @@ afterAll(async () => {
 
 beforeEach(async () => {
   seen.length = 0;
+  stale = false;
   firstSockets.clear();
   secondSockets.clear();
   h = await startHarness(
     { holdTimeoutMs: 1500, holdMaxRequests: 5, entryPointDomain: 'backends.test' },
     {
+      routesStale: () => stale,
       endpointOf: (b) =>
         b.status?.podIP
           ? {
@@ -235,6 +239,18 @@ describe('HTTP through the entry point', () => {
       late.closeAllConnections();
       await new Promise((r) => late.close(r));
     }
+  });
+
+  it('503 routes_stale for new requests while the routing view is past its freshness bound', async () => {
+    const { name, token } = await readyBackend();
+    stale = true;
+    const refused = await fetch(`${entryUrl(name)}?spawner_token=${token}`);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect((await jsonOf(refused)).error.code).toBe('routes_stale');
+    expect(seen).toHaveLength(0);
+    stale = false;
+    expect((await fetch(`${entryUrl(name)}?spawner_token=${token}`)).status).toBe(200);
   });
 
   it('503 when the store cannot be reached', async () => {

@@ -197,8 +197,9 @@ export class EntryPoint implements RelayPolicy {
         return { kind: 'answer', answer: errorAnswer(new ApiError(404, 'not_found', 'no backend here: use /p/<name>/')) };
     }
     const { route } = parsed;
-    // The store says when its routing view may be stale (issue 15); new requests then wait for it.
-    if ((this.opts.store as { routesStale?(): boolean }).routesStale?.()) {
+    // Past the freshness bound of the routing view, a route may point at a reused Pod IP: new
+    // requests are refused rather than routed on stale data (SPEC §12).
+    if (this.opts.store.routesStale()) {
       return {
         kind: 'answer',
         answer: errorAnswer(

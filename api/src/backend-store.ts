@@ -56,6 +56,13 @@ export interface BackendStore {
 
   get(name: string, opts?: GetOptions): Promise<SessionLivedBackend | undefined>;
 
+  /**
+   * `get` without the wait, for the entry point's hot path: the cached backend when the cache can
+   * answer now, else undefined (then `get` decides). Optional: a store without a synchronous
+   * cache leaves it out.
+   */
+  getCached?(name: string): SessionLivedBackend | undefined;
+
   /** Backends matching every requirement (an empty list matches all). */
   list(selector?: Requirement[]): Promise<SessionLivedBackend[]>;
 

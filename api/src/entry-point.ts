@@ -209,6 +209,18 @@ export class EntryPoint implements RelayPolicy {
         ),
       };
     }
+    // The hot path: a Ready backend in the store's cache is routed now, without a promise.
+    const cached = this.opts.store.getCached?.(route.name);
+    if (cached !== undefined && isReady(cached)) {
+      const endpoint = this.opts.store.endpoint(cached);
+      if (endpoint !== undefined) {
+        try {
+          return this.forward(request, route, cached, endpoint, this.admitToken(request.parsed, route, cached));
+        } catch (err) {
+          return { kind: 'answer', answer: errorAnswer(err) };
+        }
+      }
+    }
     this.resolve(request, route, ticket).then(
       (decision) => ticket.decide(decision),
       (err: unknown) => {

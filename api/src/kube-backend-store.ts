@@ -151,6 +151,10 @@ export class KubeBackendStore implements BackendStore {
     return this.cached(name);
   }
 
+  getCached(name: string): SessionLivedBackend | undefined {
+    return this.informer.hasSynced ? this.cached(name) : undefined;
+  }
+
   async list(selector: Requirement[] = []): Promise<SessionLivedBackend[]> {
     // An empty cache before the first sync would claim there are no backends.
     const items = this.informer.hasSynced

@@ -94,6 +94,11 @@ export class MemoryBackendStore implements BackendStore {
     return clone(stored);
   }
 
+  /** The cache answers unless a fault is armed (then `get` is asked, and fails as told). */
+  getCached(name: string): SessionLivedBackend | undefined {
+    return this.failNext === undefined ? clone(this.items.get(name)) : undefined;
+  }
+
   async get(name: string, _opts?: GetOptions): Promise<SessionLivedBackend | undefined> {
     this.fault('get');
     return clone(this.items.get(name));

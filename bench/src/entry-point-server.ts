@@ -23,6 +23,9 @@ class CachedStore extends MemoryBackendStore {
   override async get(name: string): Promise<SessionLivedBackend | undefined> {
     return this.cache.get(name);
   }
+  override getCached(name: string): SessionLivedBackend | undefined {
+    return this.cache.get(name);
+  }
 }
 
 async function main(): Promise<void> {

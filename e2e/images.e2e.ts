@@ -11,7 +11,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { agentInfo, httpGet, kubeconfigPath, ROOT, runCommand, useNamespace, waitFor } from './support/cluster';
+import type { V1Pod } from '@kubernetes/client-node';
+import { PODS } from '../common/src/kube/resources';
+import { TEST_IMAGE } from './support/backends';
+import {
+  adminClient,
+  agentInfo,
+  hasAgent,
+  httpGet,
+  kubeconfigPath,
+  ROOT,
+  runCommand,
+  useNamespace,
+  waitFor,
+} from './support/cluster';
 import { E2E_API_TOKEN, E2E_SIGNING_SECRET, freePort } from './support/components';
 import { writeFigures } from './support/figures';
 
@@ -31,6 +44,16 @@ interface BuiltImage {
 interface ImagesFile {
   storage: { root: string; runroot: string };
   images: Record<Component, BuiltImage>;
+}
+interface RunningImage {
+  /** The command line: entrypoint, command, args. */
+  argv: string[];
+  /** The container's root filesystem, mounted. */
+  mount: string;
+  output: string;
+  exited: Promise<number | null>;
+  /** The node process that listens. */
+  pid: number;
 }
 interface ImageConfig {
   User?: string;
@@ -128,92 +151,167 @@ describeImages('images', () => {
     25 * 60_000,
   );
 
+  /** Flags as the chart or the operator pass them (after the image's command; the sidecar's entrypoint takes them). */
+  function podArgs(c: Component, port: number, second: number, extra: string[] = []): string[] {
+    const nodeName = agentInfo()?.nodeName ?? 'e2e-images-node';
+    const args: Record<Component, string[]> = {
+      operator: [`--admin-port=${port}`, `--namespaces=${ns.name}`, '--leader-election=false'],
+      sweeper: [`--admin-port=${port}`, `--namespaces=${ns.name}`, `--node-name=${nodeName}`],
+      api: [
+        `--port=${port}`,
+        `--entry-point-port=${second}`,
+        '--host=127.0.0.1',
+        '--entry-point-host=127.0.0.1',
+        `--namespace=${ns.name}`,
+      ],
+      sidecar: [`--serve-port=${second}`, `--admin-port=${port}`, '--upstream-port=1'],
+      'demo-backend': [], // listens on $PORT, as Spawner sets it; answers every path
+    };
+    return [...args[c], ...extra];
+  }
+
+  /**
+   * Runs image `c` as a Pod would: its entrypoint and command from the image config, then `args`,
+   * in its root filesystem, as the config's user and in its working dir, with the test cluster's
+   * kubeconfig; and waits for /healthz (and /readyz, for what syncs with the cluster) on `port`.
+   */
+  async function startImage(c: Component, port: number, args: string[]): Promise<RunningImage> {
+    const config = await imageConfig(built!.images[c].ref);
+    const { name, mount } = await container(c);
+    const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? []), ...args];
+    const env = {
+      KUBECONFIG: '/tmp/kubeconfig',
+      SPAWNER_API_TOKENS: E2E_API_TOKEN,
+      SPAWNER_API_SIGNING_SECRET: E2E_SIGNING_SECRET,
+      PORT: String(port),
+    };
+    const child = spawn(
+      'buildah',
+      [
+        ...buildahArgs(),
+        'run',
+        '--isolation=chroot',
+        '--network=host',
+        `--user=${config.User}`,
+        `--workingdir=${config.WorkingDir}`,
+        ...Object.entries(env).map(([k, v]) => `--env=${k}=${v}`),
+        name,
+        '--',
+        ...argv,
+      ],
+      { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    running.push(child);
+    const image: RunningImage = {
+      argv,
+      mount,
+      output: '',
+      exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+      pid: 0,
+    };
+    child.stdout!.on('data', (d: Buffer) => (image.output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (image.output += d.toString()));
+    const probe = async (path: string): Promise<boolean> => {
+      if (child.exitCode !== null) throw new Error(`${c} exited with ${child.exitCode}:\n${image.output}`);
+      return (await httpGet(`http://127.0.0.1:${port}${path}`, 2000).catch(() => ({ status: 0 }))).status === 200;
+    };
+    await waitFor(() => probe('/healthz'), { description: `${c} /healthz from its image on :${port}`, timeoutMs: 60_000 });
+    // Ready too: the operator, API and sweeper have synced with the cluster through the bundle.
+    if (c === 'operator' || c === 'api' || c === 'sweeper')
+      await waitFor(() => probe('/readyz'), { description: `${c} /readyz`, timeoutMs: 60_000 });
+    image.pid = await listeningPid(port);
+    return image;
+  }
+
+  /** SIGTERM to the node process, as on a rolling update; its exit code. */
+  async function stopImage(image: RunningImage): Promise<number | null | 'timeout'> {
+    process.kill(image.pid, 'SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([
+      image.exited,
+      new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 30_000))),
+    ]);
+    clearTimeout(timer);
+    return code;
+  }
+
   test(
     'images: entrypoint serves as non-root',
     async () => {
       expect(built).toBeDefined();
-      const nodeName = agentInfo()?.nodeName ?? 'e2e-images-node';
       const figures: Record<string, unknown> = {};
       for (const c of COMPONENTS) {
         const t0 = Date.now();
-        const config = await imageConfig(built!.images[c].ref);
-        const { name, mount } = await container(c);
         const port = await freePort();
-        const second = await freePort();
-        // Only what a Pod would add: flags as the chart or the operator pass them (args after the
-        // image's command; the sidecar's entrypoint takes them directly), and the credentials.
-        const args: Record<Component, string[]> = {
-          operator: [`--admin-port=${port}`, `--namespaces=${ns.name}`, '--leader-election=false'],
-          sweeper: [`--admin-port=${port}`, `--namespaces=${ns.name}`, `--node-name=${nodeName}`],
-          api: [
-            `--port=${port}`,
-            `--entry-point-port=${second}`,
-            '--host=127.0.0.1',
-            '--entry-point-host=127.0.0.1',
-            `--namespace=${ns.name}`,
-          ],
-          sidecar: [`--serve-port=${second}`, `--admin-port=${port}`, '--upstream-port=1'],
-          'demo-backend': [], // listens on $PORT, as Spawner sets it; answers every path
-        };
-        const argv = [...(config.Entrypoint ?? []), ...(config.Cmd ?? []), ...args[c]];
-        const child = spawn(
-          'buildah',
-          [
-            ...buildahArgs(),
-            'run',
-            '--isolation=chroot',
-            '--network=host',
-            `--user=${config.User}`,
-            `--workingdir=${config.WorkingDir}`,
-            '--env=KUBECONFIG=/tmp/kubeconfig',
-            `--env=SPAWNER_API_TOKENS=${E2E_API_TOKEN}`,
-            `--env=SPAWNER_API_SIGNING_SECRET=${E2E_SIGNING_SECRET}`,
-            `--env=PORT=${port}`,
-            name,
-            '--',
-            ...argv,
-          ],
-          { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-        );
-        running.push(child);
-        let output = '';
-        child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-        child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-
-        const probe = async (path: string): Promise<boolean> => {
-          if (child.exitCode !== null) throw new Error(`${c} exited with ${child.exitCode}:\n${output}`);
-          return (await httpGet(`http://127.0.0.1:${port}${path}`, 2000).catch(() => ({ status: 0 }))).status === 200;
-        };
-        await waitFor(() => probe('/healthz'), { description: `${c} /healthz from its image on :${port}`, timeoutMs: 60_000 });
+        const image = await startImage(c, port, podArgs(c, port, await freePort()));
         const healthMs = Date.now() - t0;
-        // Ready too: the operator, API and sweeper have synced with the cluster through the bundle.
-        if (c !== 'sidecar' && c !== 'demo-backend')
-          await waitFor(() => probe('/readyz'), { description: `${c} /readyz`, timeoutMs: 60_000 });
 
         // The process answering is node from the image's root filesystem, as uid and gid 65532.
-        const pid = await listeningPid(port);
-        const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+        const status = readFileSync(`/proc/${image.pid}/status`, 'utf8');
         expect(status).toMatch(/^Uid:\s+65532\s+65532\s+65532\s+65532$/m);
         expect(status).toMatch(/^Gid:\s+65532\s+65532\s+65532\s+65532$/m);
-        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-        expect(cmdline).toEqual(['/usr/local/bin/node', ...argv.slice(1)]);
-        expect(readFileSync(`/proc/${pid}/exe`).equals(readFileSync(join(mount, 'usr/local/bin/node')))).toBe(true);
+        const cmdline = readFileSync(`/proc/${image.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        expect(cmdline).toEqual(['/usr/local/bin/node', ...image.argv.slice(1)]);
+        expect(readFileSync(`/proc/${image.pid}/exe`).equals(readFileSync(join(image.mount, 'usr/local/bin/node')))).toBe(true);
 
-        // And it stops cleanly on SIGTERM, as on a rolling update.
-        process.kill(pid, 'SIGTERM');
-        let timer: NodeJS.Timeout | undefined;
-        const code = await Promise.race([
-          exited,
-          new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 30_000))),
-        ]);
-        clearTimeout(timer);
-        expect({ component: c, code, output: code === 0 ? '' : output }).toEqual({ component: c, code: 0, output: '' });
+        // And it stops cleanly on SIGTERM.
+        const code = await stopImage(image);
+        expect({ component: c, code, output: code === 0 ? '' : image.output }).toEqual({ component: c, code: 0, output: '' });
         figures[c] = { healthzMs: healthMs, totalMs: Date.now() - t0 };
       }
       writeFigures('images-run', figures);
     },
     10 * 60_000,
+  );
+
+  // The node agent runs the backend's Pod (its app and the sidecar, as host commands): what runs
+  // from the images here is the operator, the sweeper and the API with its entry point.
+  (hasAgent() ? test : test.skip)(
+    'images: a backend spawns, serves and ends through the operator, sweeper and API images',
+    async () => {
+      expect(built).toBeDefined();
+      const started: RunningImage[] = [];
+      try {
+        const [opPort, swPort, apiPort, epPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+        started.push(
+          await startImage('operator', opPort, podArgs('operator', opPort, 0, [`--sidecar-image=${built!.images.sidecar.ref}`])),
+        );
+        started.push(await startImage('sweeper', swPort, podArgs('sweeper', swPort, 0)));
+        started.push(await startImage('api', apiPort, podArgs('api', apiPort, epPort)));
+        const base = `http://127.0.0.1:${apiPort}`;
+        const auth = { authorization: `Bearer ${E2E_API_TOKEN}` };
+
+        const res = await fetch(`${base}/v1/backends`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...auth },
+          body: JSON.stringify({ image: TEST_IMAGE, gracePeriodSeconds: 60 }),
+        });
+        expect(res.status).toBe(201);
+        const created = (await res.json()) as { name: string; url: string };
+        const waited = await fetch(`${base}/v1/backends/${created.name}/wait?timeoutSeconds=60`, { headers: auth });
+        expect(((await waited.json()) as { phase: string }).phase).toBe('Ready');
+        // The Pod the operator made runs the sidecar image it was given.
+        const pod = await adminClient().get<V1Pod>(PODS, ns.name, created.name);
+        expect(pod?.spec?.containers.map((c) => c.image)).toContain(built!.images.sidecar.ref);
+
+        // Through the entry point (the API image) to the backend, with the URL's connection token.
+        expect(new URL(created.url)).toMatchObject({ port: String(epPort), pathname: `/p/${created.name}/` });
+        const page = await fetch(created.url);
+        expect(page.status).toBe(200);
+        expect(await page.text()).toContain('spawner-test-app');
+
+        const del = await fetch(`${base}/v1/backends/${created.name}`, { method: 'DELETE', headers: auth });
+        expect(del.status).toBeLessThan(300);
+        await waitFor(async () => (await adminClient().get(PODS, ns.name, created.name)) === undefined, {
+          description: `Pod ${created.name} gone`,
+          timeoutMs: 60_000,
+        });
+      } finally {
+        for (const image of started.reverse()) await stopImage(image);
+      }
+      for (const image of started) expect(await image.exited).toBe(0);
+    },
+    5 * 60_000,
   );
 });
 

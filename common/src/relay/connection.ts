@@ -480,6 +480,8 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     const upstream = this.upstream;
     if (upstream !== null) {
       upstream.responses++;
+      // Connection headers pass between the pair: a close asked by either side closes this one too.
+      if (ex.close) upstream.reusable = false;
       if (upstream.keepAliveMs > 0) upstream.lastResponseAt = performance.now();
     }
     this.retried = false;

@@ -35,6 +35,8 @@ export class Upstream {
   /** The upstream's Keep-Alive timeout hint, and when its last response ended. */
   keepAliveMs = 0;
   lastResponseAt = 0;
+  /** False once an exchange on it asked for the connection to close (either side's `Connection: close`). */
+  reusable = true;
   /** In the pool: the tick it went idle at. */
   idleSince = 0;
   pool: UpstreamPool | null = null;
@@ -145,7 +147,7 @@ export class UpstreamPool {
   /** Keeps an idle connection for the next request to its address, or ends it when full. */
   put(upstream: Upstream, tick: number): void {
     upstream.owner = null;
-    if (this.maxPerAddress === 0 || !upstream.usable || upstream.stale()) {
+    if (this.maxPerAddress === 0 || !upstream.reusable || !upstream.usable || upstream.stale()) {
       upstream.destroy();
       return;
     }

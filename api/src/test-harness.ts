@@ -9,6 +9,7 @@ import { apiConfig, type ApiConfig } from './config';
 import { ConnectionTokens } from './connection-tokens';
 import { MemoryBackendStore, type MemoryBackendStoreOptions } from './memory-backend-store';
 import { ApiMetrics } from './metrics';
+import type { EntryPoint } from './entry-point';
 import { startServers, type Servers } from './server';
 
 export const API_TOKEN = 'test-api-token-0123456789abcdef';
@@ -82,4 +83,23 @@ export async function waitUntil(cond: () => boolean, timeoutMs = 2000): Promise<
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Requests an entry point admitted and has not finished yet, seen at its policy's two ends (for
+ * tests that wait until nothing is in flight).
+ */
+export function trackInflight(entry: EntryPoint): () => number {
+  let inflight = 0;
+  const admit = entry.admit.bind(entry);
+  const finished = entry.finished.bind(entry);
+  entry.admit = (request, ticket) => {
+    inflight++;
+    return admit(request, ticket);
+  };
+  entry.finished = (status) => {
+    inflight--;
+    finished(status);
+  };
+  return () => inflight;
 }

@@ -23,6 +23,7 @@ import { apiConfig } from '../../../api/src/config';
 import { EntryPoint } from '../../../api/src/entry-point';
 import { MemoryBackendStore } from '../../../api/src/memory-backend-store';
 import { ApiMetrics } from '../../../api/src/metrics';
+import { trackInflight } from '../../../api/src/test-harness';
 
 const TOKEN = 'tok-B_0123456789';
 
@@ -44,7 +45,7 @@ interface Req {
 const seen: Seen[] = [];
 const apps: http.Server[] = [];
 let entry: EntryPoint;
-let inflight = 0;
+let inflight: () => number;
 let port: number;
 
 function startApp(name: string): Promise<number> {
@@ -80,16 +81,7 @@ beforeAll(async () => {
     metrics: new ApiMetrics(new Registry()),
     logger: silentLogger,
   });
-  const admit = entry.admit.bind(entry);
-  const finished = entry.finished.bind(entry);
-  entry.admit = (request, ticket) => {
-    inflight++;
-    return admit(request, ticket);
-  };
-  entry.finished = (status) => {
-    inflight--;
-    finished(status);
-  };
+  inflight = trackInflight(entry);
   port = await entry.listen(0, '127.0.0.1');
 });
 
@@ -189,7 +181,7 @@ test('relay: pipelined requests for two backends on one connection keep order, r
           }
           expect(socket.destroyed).toBe(false);
           await new Promise((r) => setImmediate(r));
-          expect(inflight).toBe(0);
+          expect(inflight()).toBe(0);
         } finally {
           socket.destroy();
         }

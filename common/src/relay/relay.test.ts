@@ -25,6 +25,7 @@ import { apiConfig } from '../../../api/src/config';
 import { EntryPoint } from '../../../api/src/entry-point';
 import { MemoryBackendStore } from '../../../api/src/memory-backend-store';
 import { ApiMetrics } from '../../../api/src/metrics';
+import { trackInflight } from '../../../api/src/test-harness';
 
 const TOKEN = 'tok-3Xa9_secret';
 const TOKEN_SHA256 = sha256Hex(TOKEN);
@@ -155,23 +156,12 @@ const entryPoint: Target = {
       logger: silentLogger,
       tickMs: opts.tickMs,
     });
-    // Requests admitted and not over, seen at the policy's two ends.
-    let inflight = 0;
-    const admit = entry.admit.bind(entry);
-    const finished = entry.finished.bind(entry);
-    entry.admit = (request, ticket) => {
-      inflight++;
-      return admit(request, ticket);
-    };
-    entry.finished = (status) => {
-      inflight--;
-      finished(status);
-    };
+    const inflight = trackInflight(entry);
     const port = await entry.listen(0, '127.0.0.1');
     return {
       relay: entry.relay,
       port,
-      inflight: () => inflight,
+      inflight,
       websockets: () => entry.openWebsockets,
       held: () => entry.heldRequests,
       requests: (cls) => counted(registry, 'spawner_entrypoint_requests_total', cls),

@@ -17,9 +17,10 @@
 #
 # Cache: images live in buildah storage under ~/.cache/spawner/images/storage, tagged
 # localhost/spawner-<component>:<key>, the key a hash of the base image, the Dockerfile and the
-# bundle's files; an image whose key is present is not built again. The base is keyed by its
-# recipe (Debian suite, packages, Node.js version). dist/images/images.json lists what `build`
-# produced: reference, key, whether it came from the cache, build seconds and size.
+# bundle's files; an image whose key is present is not built again, and older images of what was
+# built are removed. The base is keyed by its recipe (Debian suite, packages, Node.js version) and
+# the week. dist/images/images.json lists what `build` produced: reference, key, whether it came
+# from the cache, build seconds and size.
 #
 # Needs root (or a user buildah supports), buildah and mmdebstrap (Debian packages; npm test's
 # scripts/install-test-deps.sh installs them), node and npm.
@@ -30,10 +31,14 @@ ROOT=$PWD
 NODE_VERSION=24.22.3 # Node.js 24 LTS (docs/adr/0009-node-runtime.md); the npm registry's node-linux-<arch>
 SUITE=bookworm
 MIRROR=${SPAWNER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${SPAWNER_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # What node needs (libc6, libgcc-s1, libstdc++6), time zones, /etc/services and protocols, the
 # usual directories and the root and nobody entries' source; no shell, no package manager.
 BASE_DEBS="base-files,base-passwd,libc6,libgcc-s1,libstdc++6,netbase,tzdata"
 BASE_RECIPE_VERSION=1 # bump when the base recipe below changes in a way the variables above miss
+# The base takes Debian's security and point updates; its key names the ISO week, so it is made
+# again (about 20 s) at most once a week and images never run on libraries older than that.
+BASE_WEEK=${SPAWNER_IMAGE_BASE_WEEK:-$(date -u +%G-W%V)}
 COMPONENTS=(operator api sweeper sidecar demo-backend)
 
 CACHE="${SPAWNER_CACHE:-$HOME/.cache/spawner}"
@@ -93,7 +98,7 @@ cmd_base() {
   fi
   need buildah buildah
   local key ref
-  key=$(printf '%s\n' "$BASE_RECIPE_VERSION" "$SUITE" "$MIRROR" "$BASE_DEBS" "$NODE_VERSION" "$(deb_arch)" | sha 12)
+  key=$(printf '%s\n' "$BASE_RECIPE_VERSION" "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "$BASE_DEBS" "$NODE_VERSION" "$(deb_arch)" "$BASE_WEEK" | sha 12)
   ref="localhost/spawner-node-base:$NODE_VERSION-$SUITE-$key"
   if image_exists "$ref"; then
     echo "$ref"
@@ -103,7 +108,7 @@ cmd_base() {
   local node_dir tmp t0=$SECONDS
   node_dir=$(node_binary)
   tmp=$(mktemp -d)
-  log "base: mmdebstrap $SUITE ($BASE_DEBS) + node $NODE_VERSION -> $ref"
+  log "base: mmdebstrap $SUITE with updates and security ($BASE_DEBS) + node $NODE_VERSION -> $ref"
   # 65532 is the uid the images run as (distroless's "nonroot"); root and nobody as Debian has them.
   cat >"$tmp/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin
@@ -115,7 +120,8 @@ EOF
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
-    "$SUITE" "$tmp/rootfs.tar" "$MIRROR" >"$tmp/mmdebstrap.log" 2>&1; then
+    "$SUITE" "$tmp/rootfs.tar" "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \
+    "deb $SECURITY_MIRROR $SUITE-security main" >"$tmp/mmdebstrap.log" 2>&1; then
     tail -n 20 "$tmp/mmdebstrap.log" >&2
     die "mmdebstrap failed"
   fi
@@ -160,7 +166,8 @@ cmd_build() {
   local base base_id
   base=$(cmd_base)
   base_id=$(image_id "$base")
-  local json="" c key ref cached t0 secs size
+  local json="" c key ref cached t0 secs size repos="" keep="$base"
+  [ -n "${SPAWNER_IMAGE_BASE:-}" ] || repos="${base%:*}"
   for c in "${names[@]}"; do
     key=$(image_key "$c" "$base_id")
     ref="localhost/spawner-$c:$key"
@@ -177,10 +184,22 @@ cmd_build() {
     secs=$((SECONDS - t0))
     size=$(image_size "$ref")
     log "$c: $((size / 1048576)) MiB"
+    repos+=" localhost/spawner-$c"
+    keep+=" $ref"
     json+="${json:+,}\"$c\":{\"ref\":\"$ref\",\"key\":\"$key\",\"base\":\"$base\",\"cached\":$cached,\"seconds\":$secs,\"size\":$size}"
   done
+  prune "$repos" "$keep"
   printf '{"storage":{"root":"%s","runroot":"%s"},"images":{%s}}\n' "$STORE/storage" "${BUILDAH[4]}" "$json" >"$OUT/images.json"
   log "done: $OUT/images.json"
+}
+
+# Removes the older images of `repos` (localhost/spawner-<name>), keeping the references given.
+prune() {
+  local repos=$1 keep=$2 line
+  "${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' | while read -r line; do
+    [[ " $repos " == *" ${line%:*} "* && " $keep " != *" $line "* ]] || continue
+    if "${BUILDAH[@]}" rmi "$line" >/dev/null 2>&1; then log "removed the older $line"; fi
+  done
 }
 
 cmd_push() {

@@ -13,6 +13,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { PODS } from '../common/src/kube/resources';
+import { SpawnerClient } from '../api/client/spawner-client';
 import { TEST_IMAGE } from './support/backends';
 import {
   adminClient,
@@ -278,18 +279,11 @@ describeImages('images', () => {
         );
         started.push(await startImage('sweeper', swPort, podArgs('sweeper', swPort, 0)));
         started.push(await startImage('api', apiPort, podArgs('api', apiPort, epPort)));
-        const base = `http://127.0.0.1:${apiPort}`;
-        const auth = { authorization: `Bearer ${E2E_API_TOKEN}` };
-
-        const res = await fetch(`${base}/v1/backends`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...auth },
-          body: JSON.stringify({ image: TEST_IMAGE, gracePeriodSeconds: 60 }),
-        });
-        expect(res.status).toBe(201);
-        const created = (await res.json()) as { name: string; url: string };
-        const waited = await fetch(`${base}/v1/backends/${created.name}/wait?timeoutSeconds=60`, { headers: auth });
-        expect(((await waited.json()) as { phase: string }).phase).toBe('Ready');
+        // The project's typed client against the API image.
+        const client = new SpawnerClient({ baseUrl: `http://127.0.0.1:${apiPort}`, token: E2E_API_TOKEN });
+        const { backend: created, created: isNew } = await client.create({ image: TEST_IMAGE, gracePeriodSeconds: 60 });
+        expect(isNew).toBe(true);
+        expect((await client.waitForReady(created.name, { timeoutMs: 60_000 })).phase).toBe('Ready');
         // The Pod the operator made runs the sidecar image it was given.
         const pod = await adminClient().get<V1Pod>(PODS, ns.name, created.name);
         expect(pod?.spec?.containers.map((c) => c.image)).toContain(built!.images.sidecar.ref);
@@ -300,8 +294,7 @@ describeImages('images', () => {
         expect(page.status).toBe(200);
         expect(await page.text()).toContain('spawner-test-app');
 
-        const del = await fetch(`${base}/v1/backends/${created.name}`, { method: 'DELETE', headers: auth });
-        expect(del.status).toBeLessThan(300);
+        expect(await client.delete(created.name)).toMatchObject({ name: created.name });
         await waitFor(async () => (await adminClient().get(PODS, ns.name, created.name)) === undefined, {
           description: `Pod ${created.name} gone`,
           timeoutMs: 60_000,

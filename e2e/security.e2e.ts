@@ -285,6 +285,8 @@ describeWithAgent('security: API, tokens and logs', () => {
 // ---------------------------------------------------------------------------------------------
 
 const CHART_TOKEN = 'e2e-security-chart-token-0123456789';
+/** The `app` label of a router users run in the backends' namespace, allowed in by networkPolicy.allowFrom. */
+const ROUTER_APP = 'my-router';
 
 /** A NetworkPolicy as the API server returns it (client-node's model renames `from`). */
 interface NetworkPolicy {
@@ -339,7 +341,8 @@ describeWithAgent('security: the chart', () => {
 
   beforeAll(async () => {
     ns = await createNamespace('sec-chart');
-    apiBase = await installChart(ns, CHART_TOKEN);
+    // With one router of the user's allowed to the serve port (networkPolicy.allowFrom).
+    apiBase = await installChart(ns, CHART_TOKEN, [`networkPolicy.allowFrom[0].podSelector.matchLabels.app=${ROUTER_APP}`]);
     // A backend, so that its Pod (with the injected sidecar) can be looked at.
     const res = await fetch(`${apiBase}/v1/backends`, {
       method: 'POST',
@@ -466,6 +469,8 @@ describeWithAgent('security: the chart', () => {
     const proxyPort = sidecar.ports!.find((p) => p.name === 'proxy')!.containerPort;
     const adminPort = sidecar.ports!.find((p) => p.name === 'admin')!.containerPort;
     const appPort = Number(backends[0].spec!.containers[0].env?.find((e) => e.name === 'PORT')?.value ?? 8080);
+    // A Pod of that router (none runs: the rules are judged against its labels, as for the others).
+    const router: V1Pod = { metadata: { name: 'router', labels: { app: ROUTER_APP } } };
     const matrix = {
       'api → proxy': allows(api[0], proxyPort),
       'sweeper → admin': allows(sweeper[0], adminPort),
@@ -474,6 +479,9 @@ describeWithAgent('security: the chart', () => {
       'operator → proxy': allows(operator[0], proxyPort),
       'api → app': allows(api[0], appPort),
       'a backend → another backend': allows(backends[0], proxyPort),
+      'router (allowFrom) → proxy': allows(router, proxyPort),
+      'router (allowFrom) → admin': allows(router, adminPort),
+      'router (allowFrom) → app': allows(router, appPort),
     };
     expect(matrix).toEqual({
       'api → proxy': true,
@@ -483,7 +491,13 @@ describeWithAgent('security: the chart', () => {
       'operator → proxy': false,
       'api → app': false,
       'a backend → another backend': false,
+      'router (allowFrom) → proxy': true,
+      'router (allowFrom) → admin': false,
+      'router (allowFrom) → app': false,
     });
+    // The allowFrom peers are a rule of their own: the entry point's rule names the API alone.
+    const proxyRules = rules.filter((r) => (r.ports ?? []).some((p) => p.port === proxyPort));
+    expect(proxyRules.map((r) => r.from?.length)).toEqual([1, 1]);
     writeFigures('security-networkpolicy', {
       policy: policy.metadata?.name,
       backendPodsSelected: backends.length,

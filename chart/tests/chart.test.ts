@@ -211,6 +211,35 @@ describe('chart', () => {
     expect(matches(proxy.from[0].podSelector.matchLabels, podLabels('api'))).toBe(true);
     expect(matches(admin.from[0].podSelector.matchLabels, podLabels('sweeper'))).toBe(true);
     expect(matches(proxy.from[0].podSelector.matchLabels, podLabels('sweeper'))).toBe(false);
+    // The entry point alone on the serve port by default.
+    expect(np.spec.ingress).toHaveLength(2);
+    expect(proxy.from).toHaveLength(1);
+  });
+
+  it('security: networkPolicy.allowFrom adds routers to the serve port only, as given', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spawner-chart-'));
+    try {
+      const router = {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'edge' } },
+        podSelector: { matchLabels: { app: 'my-router' } },
+      };
+      const block = { ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } };
+      writeFileSync(join(dir, 'values.yaml'), yaml.dump({ networkPolicy: { allowFrom: [router, block] } }));
+      const r = helm(['template', 'spawner', CHART, '--namespace', 'spawner', '-f', join(dir, 'values.yaml')]);
+      expect(r.err).toBe('');
+      const np = (yaml.loadAll(r.out) as Doc[]).filter(Boolean).find((d) => d.kind === 'NetworkPolicy')!;
+      const [proxy, routers, admin] = np.spec.ingress;
+      expect(proxy.from).toHaveLength(1);
+      expect(routers).toEqual({ from: [router, block], ports: [{ protocol: 'TCP', port: 9090 }] });
+      expect(admin.ports).toEqual([{ protocol: 'TCP', port: 9091 }]);
+      expect(admin.from).toHaveLength(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // An empty peer would admit everyone: the schema refuses it.
+    const empty = helm(['template', 'spawner', CHART, '--set-json', 'networkPolicy.allowFrom=[{}]']);
+    expect(empty.code).not.toBe(0);
+    expect(empty.err).toContain("at '/networkPolicy/allowFrom/0'");
   });
 
   it('grants each component only what it uses, in the backend namespace', () => {

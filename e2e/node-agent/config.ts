@@ -1,6 +1,7 @@
 /** Command-line flags of the node agent (`--name=value` or `--name value`; `--no-name` for false). */
 import { join } from 'node:path';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
+import { IP_REUSE_MODES, type IpReuse } from './network';
 
 export interface AgentConfig {
   kubeconfig?: string;
@@ -26,6 +27,8 @@ export interface AgentConfig {
   podNice: number;
   /** Network namespaces kept ready for new pods. */
   netnsPool: number;
+  /** How a freed Pod IP is handed out again. */
+  ipReuse: IpReuse;
   cgroupName: string;
   logLevel: LogLevel;
   capacity: { cpu: string; memory: string; pods: string };
@@ -48,6 +51,9 @@ const HELP = `usage: node dist/e2e/node-agent/main.js [flags]
   --pod-nice N              niceness of pod processes, so the control plane and the agent keep
                             their CPU share as on a real cluster's separate nodes (default 10; 0: off)
   --netns-pool N            network namespaces kept ready for new pods (default 256, ~130 KB each)
+  --ip-reuse MODE           round-robin (default: a freed Pod IP is reused as late as possible) or
+                            immediate (the next Pod gets it at once, to provoke IP reuse); also
+                            SPAWNER_AGENT_IP_REUSE, and PUT /network/ip-reuse at run time
   --log-level LEVEL         debug|info|warn|error (default info)`;
 
 export function parseArgs(argv: string[], root: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
@@ -82,6 +88,7 @@ export function parseArgs(argv: string[], root: string, env: NodeJS.ProcessEnv =
     'memory-limits',
     'pod-nice',
     'netns-pool',
+    'ip-reuse',
     'log-level',
   ]);
   for (const k of flags.keys()) if (!known.has(k)) throw new Error(`unknown flag --${k}\n${HELP}`);
@@ -94,6 +101,8 @@ export function parseArgs(argv: string[], root: string, env: NodeJS.ProcessEnv =
   const logLevel = str('log-level', env.LOG_LEVEL ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const hostIp = str('host-ip', '10.88.0.1');
+  const ipReuse = str('ip-reuse', env.SPAWNER_AGENT_IP_REUSE || 'round-robin') as IpReuse;
+  if (!IP_REUSE_MODES.includes(ipReuse)) throw new Error(`--ip-reuse must be one of ${IP_REUSE_MODES.join(', ')}`);
   return {
     kubeconfig: flags.get('kubeconfig') ?? env.KUBECONFIG,
     stateDir: str('state-dir', env.SPAWNER_E2E_DIR ?? '/tmp/spawner-e2e'),
@@ -111,6 +120,7 @@ export function parseArgs(argv: string[], root: string, env: NodeJS.ProcessEnv =
     memoryLimits: str('memory-limits', 'true') !== 'false',
     podNice: Math.min(19, num('pod-nice', 10)),
     netnsPool: num('netns-pool', 256),
+    ipReuse,
     cgroupName: 'spawner-e2e',
     logLevel,
     // Far more than the benchmarks need, so the scheduler never turns a pod away.

@@ -204,6 +204,7 @@ async function main(): Promise<void> {
     logger,
     poolSize: config.netnsPool,
   });
+  network.ipReuse = config.ipReuse;
   await network.init();
 
   let cgroupRoot: string | undefined;
@@ -289,6 +290,7 @@ async function main(): Promise<void> {
       netns: network.stats,
       eventLoopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
     }),
+    network,
   );
   const agentJson = join(config.stateDir, 'agent.json');
   writeJsonAtomic(agentJson, {

@@ -17,4 +17,32 @@ describe('pod address pool', () => {
     pool.release(a.index);
     expect(pool.allocate().ip).toBe('10.88.0.3');
   });
+
+  test('immediate: the most recently freed address goes to the next pod', () => {
+    const pool = new AddressPool('10.88.0.0/16', '10.88.0.1');
+    const early = pool.allocate();
+    pool.release(early.index);
+    // Only what is freed from now on counts.
+    pool.reuse = 'immediate';
+    expect(pool.hasFreed).toBe(false);
+    const [a, b] = [pool.allocate(), pool.allocate()];
+    expect(pool.hasFreed).toBe(false);
+    pool.release(a.index);
+    pool.release(b.index);
+    expect(pool.hasFreed).toBe(true);
+    expect(pool.allocate().ip).toBe(b.ip);
+    expect(pool.allocate().ip).toBe(a.ip);
+    // Nothing freed: on round-robin from where it was.
+    expect(pool.allocate().ip).toBe('10.88.0.5');
+    // Released twice (or never used): handed out once.
+    pool.release(a.index);
+    pool.release(a.index);
+    expect(pool.allocate().ip).toBe(a.ip);
+    expect(pool.allocate().ip).toBe('10.88.0.6');
+    // Back to round-robin: freed addresses wait their turn again.
+    pool.reuse = 'round-robin';
+    pool.release(b.index);
+    expect(pool.hasFreed).toBe(false);
+    expect(pool.allocate().ip).toBe('10.88.0.7');
+  });
 });

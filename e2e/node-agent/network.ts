@@ -39,13 +39,24 @@ export interface NetworkOptions {
 const ipToInt = (ip: string): number => ip.split('.').reduce((acc, part) => acc * 256 + Number(part), 0);
 const intToIp = (n: number): string => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
 
-/** Hands out addresses round-robin, so a freed address is reused as late as possible. */
+/**
+ * How a freed Pod address is handed out again: `round-robin` (the default) as late as possible,
+ * so a stale client of a deleted Pod's IP does not reach the next Pod; `immediate` to the very next
+ * Pod, so tests can provoke exactly that (a reused IP must never receive another backend's traffic).
+ */
+export type IpReuse = 'round-robin' | 'immediate';
+export const IP_REUSE_MODES: readonly IpReuse[] = ['round-robin', 'immediate'];
+
+/** Hands out addresses round-robin, so a freed address is reused as late as possible (or at once: `reuse`). */
 export class AddressPool {
   readonly prefix: number;
+  private mode: IpReuse = 'round-robin';
   private readonly base: number;
   private readonly size: number;
   private readonly reserved: number;
   private readonly used = new Set<number>();
+  /** Addresses freed while `immediate`, most recent last. */
+  private freed: number[] = [];
   private next = 2;
 
   constructor(cidr: string, reservedIp: string) {
@@ -56,7 +67,24 @@ export class AddressPool {
     this.reserved = ipToInt(reservedIp) - this.base;
   }
 
+  /** `immediate`: the most recently freed address first (from the moment it is set). */
+  get reuse(): IpReuse {
+    return this.mode;
+  }
+
+  set reuse(mode: IpReuse) {
+    this.mode = mode;
+    this.freed = [];
+  }
+
   allocate(): { index: number; ip: string } {
+    if (this.mode === 'immediate') {
+      const index = this.freed.pop();
+      if (index !== undefined) {
+        this.used.add(index);
+        return { index, ip: intToIp(this.base + index) };
+      }
+    }
     for (let tries = 0; tries < this.size; tries++) {
       const index = this.next;
       this.next = this.next + 1 >= this.size - 1 ? 1 : this.next + 1;
@@ -68,7 +96,15 @@ export class AddressPool {
   }
 
   release(index: number): void {
-    this.used.delete(index);
+    if (!this.used.delete(index) || this.mode !== 'immediate') return;
+    this.freed.push(index);
+    // Only the latest few matter; the round-robin walk finds the rest.
+    if (this.freed.length > 64) this.freed.shift();
+  }
+
+  /** Whether `immediate` has a freed address to hand out before any other. */
+  get hasFreed(): boolean {
+    return this.freed.length > 0;
   }
 }
 
@@ -136,10 +172,23 @@ export class PodNetwork {
     if (names.length) this.opts.logger.info('removed leftover pod network namespaces', { count: names.length });
   }
 
-  /** A sandbox for a new pod: a warm one if there is one, else one made now. */
+  /** How freed addresses are handed out again (`--ip-reuse`, or PUT /network/ip-reuse). */
+  get ipReuse(): IpReuse {
+    return this.pool.reuse;
+  }
+
+  set ipReuse(mode: IpReuse) {
+    this.pool.reuse = mode;
+  }
+
+  /**
+   * A sandbox for a new pod: a warm one if there is one, else one made now. With `immediate` IP
+   * reuse, a freed address goes first: a recycled namespace keeping it is at the front of the
+   * pool, and one that could not be recycled is rebuilt with it.
+   */
   async acquire(): Promise<Sandbox> {
     const started = process.hrtime.bigint();
-    const sandbox = this.warm.shift() ?? (await this.build());
+    const sandbox = (this.pool.hasFreed ? undefined : this.warm.shift()) ?? (await this.build());
     sandbox.setupMs = Number(process.hrtime.bigint() - started) / 1e6;
     this.inUse.add(sandbox);
     this.refill();
@@ -213,6 +262,11 @@ export class PodNetwork {
   async release(sandbox: Sandbox, knownEmpty = false): Promise<void> {
     if (!this.inUse.delete(sandbox) || !sandbox.netns) return;
     const clean = knownEmpty || (await this.killAll(sandbox.netns));
+    if (clean && !this.stopped && this.pool.reuse === 'immediate') {
+      // The next pod gets this very address (and namespace, so the host's ARP entry still holds).
+      this.warm.unshift({ ...sandbox, setupMs: 0 });
+      return;
+    }
     if (clean && !this.stopped && this.wanted > 0) {
       const next = this.pool.allocate();
       this.incoming++;

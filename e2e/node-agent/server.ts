@@ -5,11 +5,14 @@
  *   GET /pods/<ns>/<name>                       one pod (404 when unknown)
  *   GET /pods/<ns>/<name>/logs/<container>?tail=N   last N lines (default 100) of the container's log
  *   GET /stats                                  sandbox set-up and pod start latencies, netns pool
+ *   GET|PUT /network/ip-reuse                   how freed Pod IPs are handed out again: body
+ *                                               `round-robin` (default) or `immediate` (tests of IP reuse)
  * Timings live here rather than in pod annotations so that measuring costs the API server nothing.
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { IP_REUSE_MODES, type IpReuse } from './network';
 import type { PodWorker } from './pod-worker';
 
 export interface Samples {
@@ -59,6 +62,7 @@ export function startServer(
   workers: () => PodWorker[],
   samples: Samples,
   extra: () => Record<string, unknown> = () => ({}),
+  network?: { ipReuse: IpReuse },
 ): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://agent');
@@ -68,6 +72,20 @@ export function startServer(
       res.end(text);
     };
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (url.pathname === '/network/ip-reuse' && network) {
+      if (req.method === 'GET') return send(200, { ipReuse: network.ipReuse });
+      if (req.method !== 'PUT') return send(405, { error: 'GET or PUT' });
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        const mode = body.trim() as IpReuse;
+        if (!IP_REUSE_MODES.includes(mode)) return send(400, { error: `one of ${IP_REUSE_MODES.join(', ')}` });
+        network.ipReuse = mode;
+        send(200, { ipReuse: mode });
+      });
+      return;
+    }
     if (req.method !== 'GET') return send(405, { error: 'GET only' });
     if (url.pathname === '/healthz') return send(200, 'ok\n');
     if (url.pathname === '/stats') {

@@ -240,6 +240,18 @@ export async function containerPid(namespace: string, pod: string, container: st
   );
 }
 
+/**
+ * How the node agent hands freed Pod IPs out again: `immediate` gives the next Pod the address the
+ * last one freed (to provoke IP reuse), `round-robin` is the default. Returns the previous mode.
+ */
+export async function setAgentIpReuse(mode: 'round-robin' | 'immediate'): Promise<string> {
+  const url = agentUrl('/network/ip-reuse');
+  const before = ((await (await fetch(url)).json()) as { ipReuse: string }).ipReuse;
+  const res = await fetch(url, { method: 'PUT', body: mode });
+  if (res.status !== 200) throw new Error(`PUT ${url} ${mode}: ${res.status} ${await res.text()}`);
+  return before;
+}
+
 export async function containerLogs(namespace: string, pod: string, container: string, tail = 100): Promise<string> {
   const { body } = await httpGet(
     agentUrl(

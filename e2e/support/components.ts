@@ -100,13 +100,18 @@ export const E2E_SIGNING_SECRET = 'e2e-signing-secret-0123456789abcdef';
 
 /**
  * The API and its entry point as a host process for `namespace`, both on 127.0.0.1 (the entry
- * point on a port of its own choosing), with E2E_API_TOKEN; `extra` flags are appended.
+ * point on a port of its own choosing), with E2E_API_TOKEN; `extra` flags are appended; `kubeconfig`
+ * to reach the API server another way (through a FreezableProxy, say).
  */
-export function startApi(namespace: string, extra: string[] = []): Promise<Component> {
+export function startApi(
+  namespace: string,
+  extra: string[] = [],
+  opts: { kubeconfig?: string; logName?: string } = {},
+): Promise<Component> {
   return startComponent(
     'api',
     [`--namespace=${namespace}`, '--entry-point-port=0', '--host=127.0.0.1', '--entry-point-host=127.0.0.1', ...extra],
-    { env: { SPAWNER_API_TOKENS: E2E_API_TOKEN, SPAWNER_API_SIGNING_SECRET: E2E_SIGNING_SECRET } },
+    { env: { SPAWNER_API_TOKENS: E2E_API_TOKEN, SPAWNER_API_SIGNING_SECRET: E2E_SIGNING_SECRET }, ...opts },
   );
 }
 

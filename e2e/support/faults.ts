@@ -1,9 +1,10 @@
 /**
  * Helpers for the reliability suites (chaos, soak, fuzz, security): process figures from /proc,
  * stopping and starting control-plane components, WebSocket clients that check every echo, a
- * namespace-wide record of phase changes, and the figures each test writes to reports/reliability/.
+ * namespace-wide record of phase changes, a connection to the API server that can be frozen, and
+ * the figures each test writes to reports/reliability/.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -11,7 +12,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { type Phase, type SessionLivedBackend } from '../../common/src/backend';
 import { phaseOf, phaseRank } from '../../common/src/lifecycle';
 import { BACKENDS, PODS } from '../../common/src/kube/resources';
-import { adminClient, ROOT, runCommand } from './cluster';
+import { adminClient, kubeconfigPath, ROOT, runCommand, stateDir } from './cluster';
 
 // ---- processes --------------------------------------------------------------------------------
 
@@ -242,6 +243,87 @@ export async function rawRequest(host: string, port: number, bytes: string | Buf
 }
 
 export const statusOf = (raw: string): number => Number(/^HTTP\/1\.[01] (\d{3})/.exec(raw)?.[1] ?? 0);
+
+// ---- a connection that can be frozen ----------------------------------------------------------
+
+/**
+ * A TCP relay to `target` (TLS passes through untouched) that a test can freeze: while frozen no
+ * byte moves in either direction on any connection, new ones included, yet none is closed, as
+ * with a stalled network path or a paused API server. Give a component a kubeconfig whose server
+ * is the relay (`kubeconfigVia`) and its view of the cluster stands still until `thaw`.
+ */
+export class FreezableProxy {
+  readonly sockets = new Set<net.Socket>();
+  private server?: net.Server;
+  private frozen = false;
+  port = 0;
+
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  async start(): Promise<this> {
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(this.target);
+      for (const [from, to] of [
+        [client, upstream],
+        [upstream, client],
+      ] as const) {
+        this.sockets.add(from);
+        from.on('data', (chunk: Buffer) => {
+          if (!to.write(chunk)) {
+            from.pause();
+            to.once('drain', () => {
+              if (!this.frozen) from.resume();
+            });
+          }
+        });
+        from.on('close', () => {
+          this.sockets.delete(from);
+          to.destroy();
+        });
+        from.on('error', () => to.destroy());
+        if (this.frozen) from.pause();
+      }
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server!.address() as net.AddressInfo).port;
+    return this;
+  }
+
+  get isFrozen(): boolean {
+    return this.frozen;
+  }
+
+  freeze(): void {
+    this.frozen = true;
+    for (const s of this.sockets) s.pause();
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    for (const s of this.sockets) s.resume();
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+/** A copy of the test cluster's kubeconfig whose API server is reached through `proxy`. */
+export function kubeconfigVia(proxy: FreezableProxy): string {
+  const source = kubeconfigPath();
+  const text = readFileSync(source, 'utf8').replace(/(server:\s*https?:\/\/)[^\s/]+/g, `$1127.0.0.1:${proxy.port}`);
+  const path = join(stateDir(), `kubeconfig-via-${proxy.port}`);
+  writeFileSync(path, text, { mode: 0o600 });
+  return path;
+}
+
+/** The test cluster's API server as host and port (from its kubeconfig). */
+export function apiServerAddress(): { host: string; port: number } {
+  const server = /server:\s*https?:\/\/([^\s/:]+):(\d+)/.exec(readFileSync(kubeconfigPath(), 'utf8'));
+  if (!server) throw new Error(`no server address in ${kubeconfigPath()}`);
+  return { host: server[1], port: Number(server[2]) };
+}
 
 // ---- what happened to backends ------------------------------------------------------------------
 

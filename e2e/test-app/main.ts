@@ -11,6 +11,10 @@
  *
  * Routes: GET / (200 text), /echo?… (the request as JSON), /env, /file?path=…, /healthz,
  * /exit?code=N; a WebSocket on any path echoes every message.
+ *
+ * What it received, by the client's tag: a request with `?for=<tag>`, a WebSocket message that is
+ * JSON with a `for` field; GET /counts answers `{http: {tag: n}, ws: {tag: n}}` (tests of misrouted
+ * traffic: a backend's app must never count another's tag). The exit log line carries them too.
  */
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -25,8 +29,23 @@ function log(msg: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'test-app', msg, ...fields })}\n`);
 }
 
+/** Requests and WebSocket messages received, by the tag the client put on them. */
+const counts = { http: {} as Record<string, number>, ws: {} as Record<string, number> };
+const count = (kind: 'http' | 'ws', tag: string | undefined): void => {
+  if (tag) counts[kind][tag] = (counts[kind][tag] ?? 0) + 1;
+};
+
+function tagOf(message: string): string | undefined {
+  try {
+    const tag = (JSON.parse(message) as { for?: unknown }).for;
+    return typeof tag === 'string' ? tag : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function exit(code: number, why: string): void {
-  log('exiting', { code, why });
+  log('exiting', { code, why, counts });
   // Let stdout drain: it is a file here, and the log line is what tests read.
   setImmediate(() => process.exit(code));
 }
@@ -40,7 +59,11 @@ function serve(): void {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(`${JSON.stringify(body)}\n`);
     };
+    if (url.pathname !== '/counts') count('http', url.searchParams.get('for') ?? undefined);
     switch (url.pathname) {
+      case '/counts':
+        json(200, counts);
+        return;
       case '/':
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end(`spawner-test-app on ${hostname()}\n`);
@@ -90,7 +113,10 @@ function serve(): void {
   const wss = new WebSocketServer({ server });
   wss.on('connection', (socket, req) => {
     log('websocket opened', { path: req.url });
-    socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+    socket.on('message', (data, isBinary) => {
+      if (!isBinary) count('ws', tagOf(String(data)));
+      socket.send(data, { binary: isBinary });
+    });
     socket.on('close', () => log('websocket closed', { path: req.url }));
   });
   server.listen(port, '0.0.0.0', () => log('listening', { port, startupMs: Date.now() - started }));

@@ -146,10 +146,13 @@ describe('chart', () => {
     expect(bad.err).toContain("at '/api/drain/seconds'");
   });
 
-  it('installs the generated CRD', () => {
+  it('installs the generated CRDs (backends, warm pools)', () => {
     const r = helm(['show', 'crds', CHART]);
-    const crd = yaml.load(r.out.replace(/^#.*\n/gm, '')) as Doc;
-    expect(crd.metadata.name).toBe('sessionlivedbackends.spawner.dev');
+    const crds = (yaml.loadAll(r.out.replace(/^#.*\n/gm, '')) as Doc[]).filter(Boolean);
+    expect(crds.map((c) => c.metadata.name).sort()).toEqual([
+      'sessionbackendpools.spawner.dev',
+      'sessionlivedbackends.spawner.dev',
+    ]);
   });
 
   it('security: every container runs as non-root, with a read-only root and no capabilities', () => {

@@ -49,6 +49,7 @@ maxLifetimeSeconds?: number
  * The backend is Failed (StartupTimeout) if it has not been Ready this long after creation. It bounds the start only: once Ready, a later readiness loss never fails it.
  */
 startupTimeoutSeconds?: number
+poolRef?: PoolRef
 }
 /**
  * Pod fields for the backend. The first container is the application; Spawner appends its own sidecar, so never list it here.
@@ -134,6 +135,15 @@ requests?: {
 }
 }
 /**
+ * The SessionBackendPool (same namespace) to claim a started Pod from. spec.template stays required: with no ready Pod in the pool, the pool's whenEmpty says whether the backend starts cold from it or fails (PoolEmpty).
+ * 
+ * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
+ * via the `definition` "PoolRef".
+ */
+export interface PoolRef {
+name: string
+}
+/**
  * Where the backend is in its life. The boolean flags are the original Spawner's; `phase` only moves forward (Submitted, Constructed, Scheduled, Running, Ready, then Swept or Failed).
  * 
  * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
@@ -171,6 +181,18 @@ podIP?: string
  * The uid of the backend's Pod: traffic goes only to the Pod of this uid (a reused Pod IP never reaches another backend).
  */
 podUID?: string
+/**
+ * The name of the backend's Pod: the backend's own name after a cold start, a pool's Pod after a warm claim.
+ */
+podName?: string
+/**
+ * How a backend created from a pool started: Warm (it claimed a started Pod of the pool) or Cold (a Pod was created for it; launchReason says why). Unset without spec.poolRef.
+ */
+launch?: ("Warm" | "Cold")
+/**
+ * Why a backend created from a pool started cold (PoolEmpty, PoolNotFound).
+ */
+launchReason?: string
 /**
  * Exit code of the application container, when it exited.
  */
@@ -210,4 +232,48 @@ phase: Phase
 time: string
 reason?: string
 message?: string
+}
+/**
+ * Started, unassigned backend Pods of one template, kept ready to be claimed.
+ * 
+ * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
+ * via the `definition` "SessionBackendPoolSpec".
+ */
+export interface SessionBackendPoolSpec {
+template: BackendPodTemplate
+/**
+ * Port the application listens on; passed to it as the env var PORT.
+ */
+httpPort?: number
+/**
+ * How many unclaimed Pods the pool keeps; a claim is refilled at once.
+ */
+replicas?: number
+/**
+ * An unclaimed Pod older than this is replaced by a fresh one (unset: kept until claimed).
+ */
+maxIdleAgeSeconds?: number
+/**
+ * What a claim gets when no Pod is ready: a cold start from the template (ColdStart), or a Failed backend with reason PoolEmpty (Reject; the API answers 429 instead of creating it).
+ */
+whenEmpty?: ("ColdStart" | "Reject")
+}
+/**
+ * This interface was referenced by `SessionLivedBackend`'s JSON-Schema
+ * via the `definition` "SessionBackendPoolStatus".
+ */
+export interface SessionBackendPoolStatus {
+/**
+ * Unclaimed Pods of the current template, started or starting.
+ */
+replicas?: number
+/**
+ * Unclaimed Pods ready to be claimed.
+ */
+readyReplicas?: number
+observedGeneration?: number
+/**
+ * Ready is True while readyReplicas reaches spec.replicas; PodsFailing says why Pods of the pool do not start, when they do not.
+ */
+conditions?: Condition[]
 }

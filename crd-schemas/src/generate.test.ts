@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as yaml from 'js-yaml';
-import { generateAll, loadSource, OUTPUTS, toCrd, toJsonSchema } from './generate';
+import { generateAll, loadPoolSource, loadSource, OUTPUTS, toCrd, toJsonSchema } from './generate';
 
 describe('CRD generation', () => {
   it('generated artifacts are up to date with crd-schemas/sessionlivedbackend.crd.yaml (run `npm run generate`)', async () => {
@@ -28,6 +28,27 @@ describe('CRD generation', () => {
     expect(text).not.toContain('$ref');
     expect(text).not.toContain('x-spawner');
     expect(text).not.toContain('definitions');
+  });
+
+  it('produces the SessionBackendPool CRD (v1alpha1, sbpool, scale subresource) from the shared definitions', () => {
+    const crd = toCrd(loadPoolSource()) as any;
+    expect(crd.metadata.name).toBe('sessionbackendpools.spawner.dev');
+    expect(crd.spec.group).toBe('spawner.dev');
+    expect(crd.spec.names).toMatchObject({ kind: 'SessionBackendPool', shortNames: ['sbpool'], categories: ['spawner'] });
+    const v = crd.spec.versions[0];
+    expect(v.name).toBe('v1alpha1');
+    expect(v.subresources).toEqual({
+      status: {},
+      scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' },
+    });
+    expect(v.additionalPrinterColumns.map((c: any) => c.name)).toEqual(expect.arrayContaining(['Desired', 'Ready', 'Age']));
+    const spec = v.schema.openAPIV3Schema.properties.spec;
+    expect(spec.properties.whenEmpty.enum).toEqual(['ColdStart', 'Reject']);
+    // The same template as a backend's.
+    const backendSpec = (toCrd(loadSource()) as any).spec.versions[0].schema.openAPIV3Schema.properties.spec;
+    expect(spec.properties.template).toEqual(backendSpec.properties.template);
+    expect(backendSpec.properties.poolRef.required).toEqual(['name']);
+    expect(yaml.dump(crd)).not.toContain('$ref');
   });
 
   it('turns Kubernetes schema extensions into plain JSON Schema for ajv', () => {

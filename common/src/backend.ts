@@ -4,15 +4,15 @@
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import type {
-  Condition,
-  Phase,
-  PhaseTransition,
+  SessionBackendPoolSpec,
+  SessionBackendPoolStatus,
   SessionLivedBackendSpec,
   SessionLivedBackendStatus,
 } from '../../crd-schemas/generated/types';
 import { API_VERSION, KIND } from './constants';
 
-export type { Condition, Phase, PhaseTransition, SessionLivedBackendSpec, SessionLivedBackendStatus };
+export type { Condition, Phase, PhaseTransition } from '../../crd-schemas/generated/types';
+export type { SessionBackendPoolSpec, SessionBackendPoolStatus, SessionLivedBackendSpec, SessionLivedBackendStatus };
 
 export interface SessionLivedBackend {
   apiVersion: string;
@@ -30,4 +30,14 @@ export function newBackend(
   extra: Partial<V1ObjectMeta> = {},
 ): SessionLivedBackend {
   return { apiVersion: API_VERSION, kind: KIND, metadata: { ...extra, name, namespace }, spec };
+}
+
+/** A warm pool (SPEC section 12): started, unassigned Pods of one backend template. */
+export interface SessionBackendPool {
+  apiVersion: string;
+  kind: string;
+  metadata: V1ObjectMeta;
+  spec: SessionBackendPoolSpec;
+  status?: SessionBackendPoolStatus;
+  [key: string]: unknown;
 }

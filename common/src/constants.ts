@@ -14,6 +14,17 @@ export const SHORT_NAME = 'slab';
 export const CATEGORY = 'spawner';
 export const CRD_NAME = `${PLURAL}.${GROUP}`;
 
+/** Warm pools (SPEC section 12): same group, their own (alpha) version. */
+export const POOL_VERSION = 'v1alpha1';
+export const POOL_API_VERSION = `${GROUP}/${POOL_VERSION}`;
+export const POOL_KIND = 'SessionBackendPool';
+export const POOL_PLURAL = 'sessionbackendpools';
+export const POOL_SHORT_NAME = 'sbpool';
+/** Label on a pool's Pods: the pool's name (kept after a claim, for the record). */
+export const LABEL_POOL = `${GROUP}/pool`;
+/** Label on a pool's Pods: the hash of the pool template they were built from. */
+export const LABEL_POOL_TEMPLATE_HASH = `${GROUP}/pool-template-hash`;
+
 /** Label selecting a backend's Pod from its Service (the original's `run=<name>`). */
 export const LABEL_RUN = 'run';
 /** Label the operator sets on a backend once its Pod is bound to a node (the original's name). */

@@ -16,10 +16,18 @@
  *   when the phase is terminal;
  * - each writer makes only its role's transitions (`ROLES`).
  */
-import type { Condition, Phase, PhaseTransition, SessionLivedBackend, SessionLivedBackendStatus } from './backend';
+import type {
+  Condition,
+  Phase,
+  PhaseTransition,
+  SessionBackendPool,
+  SessionBackendPoolStatus,
+  SessionLivedBackend,
+  SessionLivedBackendStatus,
+} from './backend';
 import { FIELD_MANAGER } from './constants';
 import { isConflict, isNotFound } from './errors';
-import { BACKENDS } from './kube/resources';
+import { BACKENDS, POOLS } from './kube/resources';
 import type { KubeClient } from './kube/types';
 
 export const PHASES: readonly Phase[] = ['Submitted', 'Constructed', 'Scheduled', 'Running', 'Ready', 'Swept', 'Failed'];
@@ -38,6 +46,8 @@ export const Reasons = {
   PodDeleted: 'PodDeleted',
   DeletedByClient: 'DeletedByClient',
   InvalidSpec: 'InvalidSpec',
+  /** Created from a warm pool whose whenEmpty is Reject while it had no ready Pod. */
+  PoolEmpty: 'PoolEmpty',
   /** The app exited with code 0: it ended its session itself. */
   Completed: 'Completed',
 } as const;
@@ -49,6 +59,7 @@ export const STARTUP_REASONS: ReadonlySet<string> = new Set([
   Reasons.ImagePullError,
   Reasons.Unschedulable,
   Reasons.InvalidSpec,
+  Reasons.PoolEmpty,
 ]);
 
 const RANK: Record<Phase, number> = {
@@ -306,4 +317,41 @@ export async function writeTransition(
       backend = fresh;
     }
   }
+}
+
+// ---- a warm pool's status ----
+
+/**
+ * Writes a pool's status (counts, observedGeneration, conditions) the way backends' are written:
+ * a merge patch of the status subresource with the resourceVersion it was computed from. A pool
+ * has no phases, so there is nothing to re-judge: on Conflict (or NotFound) it returns 'stale'
+ * and the pool's next reconcile computes the status again from a fresh cache.
+ */
+export async function writePoolStatus(
+  kube: KubeClient,
+  pool: SessionBackendPool,
+  status: SessionBackendPoolStatus,
+  opts: Pick<WriteOptions, 'fieldManager'> = {},
+): Promise<SessionBackendPool | 'stale'> {
+  const { namespace, name } = pool.metadata as { namespace: string; name: string };
+  try {
+    return await kube.patch<SessionBackendPool>(
+      POOLS,
+      namespace,
+      name,
+      { metadata: { resourceVersion: pool.metadata.resourceVersion }, status },
+      'merge',
+      { subresource: 'status', fieldManager: opts.fieldManager ?? FIELD_MANAGER },
+    );
+  } catch (err) {
+    if (isConflict(err) || isNotFound(err)) return 'stale';
+    throw err;
+  }
+}
+
+/** A pool condition, keeping lastTransitionTime while its status does not change. */
+export function poolCondition(previous: Condition[] | undefined, c: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition {
+  const before = previous?.find((p) => p.type === c.type);
+  const lastTransitionTime = before && before.status === c.status ? before.lastTransitionTime : isoSeconds(now);
+  return { ...c, lastTransitionTime };
 }

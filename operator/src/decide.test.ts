@@ -82,6 +82,7 @@ describe('decide', () => {
           nodeName: 'node-a',
           podIP: '10.88.0.5',
           podUID: 'pod-uid',
+          podName: 'b1',
           ip: '10.0.0.9',
           port: 9090,
           url: 'http://b1.ns.svc:9090/',

@@ -12,6 +12,8 @@ import { observePod } from './observe-pod';
 
 export type Action =
   | { kind: 'createPod' }
+  /** Claim one of these started Pods of the backend's pool (in this order; a Conflict takes the next). */
+  | { kind: 'claim'; pods: V1Pod[] }
   | { kind: 'createService' }
   /** A same-named Pod/Service left by an earlier backend of this name: remove it first. */
   | { kind: 'deleteStale'; what: 'pod' | 'service'; uid: string }
@@ -37,6 +39,11 @@ export interface DecideInput {
   failedRetentionMs: number;
   /** How the backend is reached (operator config); default ClusterIP. */
   serviceMode?: ServiceMode;
+  /**
+   * For a backend with spec.poolRef that has no Pod yet: its pool as the cache shows it (found,
+   * what it does when empty, the Pods that may be claimed now).
+   */
+  pool?: { found: boolean; whenEmpty: 'ColdStart' | 'Reject'; claimable: V1Pod[] };
 }
 
 const time = (v: unknown): number => new Date(v as string).getTime();
@@ -99,6 +106,19 @@ export function decide(input: DecideInput): Plan {
   }
   if (pod?.metadata?.deletionTimestamp) return { actions: [fail(Reasons.PodDeleted, "the backend's Pod is being deleted")] };
 
+  // A backend from a warm pool, not launched yet: claim a started Pod, or, with none ready, start
+  // cold or fail, as the pool says. A claimed Pod goes straight to Ready below, on the next plan.
+  const poolRef = backend.spec.poolRef;
+  const launching = !!poolRef && !backend.status?.launch;
+  if (!pod && launching && phase === 'Submitted' && input.pool) {
+    if (input.pool.claimable.length > 0) return { actions: [{ kind: 'claim', pods: input.pool.claimable }] };
+    if (input.pool.found && input.pool.whenEmpty === 'Reject') {
+      return {
+        actions: [fail(Reasons.PoolEmpty, `pool ${poolRef.name} had no ready Pod and its whenEmpty is Reject`)],
+      };
+    }
+  }
+
   const serviceMode = input.serviceMode ?? 'ClusterIP';
   const actions: Action[] = [];
   if (!pod) actions.push({ kind: 'createPod' });
@@ -138,6 +158,7 @@ export function decide(input: DecideInput): Plan {
         actions.push({ kind: 'labelNode', node: obs.nodeName });
     }
     if (pod.metadata?.uid) fields.podUID = pod.metadata.uid;
+    if (pod.metadata?.name) fields.podName = pod.metadata.name;
     if (obs.podIP) fields.podIP = obs.podIP;
     if (obs.podIP && byPodIP) fields.ip = obs.podIP;
     if (obs.podIP && serviceMode === 'None') fields.url = podUrl(obs.podIP);
@@ -158,6 +179,15 @@ export function decide(input: DecideInput): Plan {
   } else if (!wasReady(backend)) {
     const timeout = (backend.spec.startupTimeoutSeconds ?? DEFAULT_STARTUP_TIMEOUT_SECONDS) * 1000;
     deadlines.push(created + timeout);
+  }
+
+  if (launching) {
+    // A Pod named otherwise than the backend was claimed from the pool; its own Pod is a cold start.
+    if (pod && pod.metadata?.name !== backend.metadata.name) fields.launch = 'Warm';
+    else {
+      fields.launch = 'Cold';
+      fields.launchReason = input.pool?.found === false ? 'PoolNotFound' : 'PoolEmpty';
+    }
   }
 
   if (phaseRank(target) > phaseRank(phase)) actions.push({ kind: 'transition', transition: { phase: target, fields } });

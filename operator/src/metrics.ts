@@ -14,6 +14,9 @@ export interface OperatorMetrics {
   leader: Gauge;
   watchErrors: Counter<'resource'>;
   kubeRequests: Counter<'verb' | 'code'>;
+  poolClaims: Counter<'pool' | 'result'>;
+  poolClaimConflicts: Counter<'pool'>;
+  poolReadyPods: Gauge<'pool'>;
 }
 
 export function createOperatorMetrics(
@@ -94,6 +97,24 @@ export function createOperatorMetrics(
       name: 'spawner_kube_requests_total',
       help: 'Requests to the Kubernetes API server, by verb and status code.',
       labelNames: ['verb', 'code'],
+      registers: [registry],
+    }),
+    poolClaims: new Counter({
+      name: 'spawner_pool_claims_total',
+      help: 'Backends created from a warm pool, by how they started: warm (a Pod claimed), cold (PoolEmpty, PoolNotFound), rejected (PoolEmpty with whenEmpty Reject).',
+      labelNames: ['pool', 'result'],
+      registers: [registry],
+    }),
+    poolClaimConflicts: new Counter({
+      name: 'spawner_pool_claim_conflicts_total',
+      help: 'Claims that lost a pool Pod to a concurrent change (resourceVersion Conflict) and took the next.',
+      labelNames: ['pool'],
+      registers: [registry],
+    }),
+    poolReadyPods: new Gauge({
+      name: 'spawner_pool_ready_pods',
+      help: 'Unclaimed, Ready Pods per warm pool, as of its last reconcile.',
+      labelNames: ['pool'],
       registers: [registry],
     }),
   };

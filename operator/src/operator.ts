@@ -8,19 +8,29 @@
  */
 import Operator, { ResourceEventType, type ResourceEvent } from '@dot-i/k8s-operator';
 import type { KubeConfig, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { SessionLivedBackend } from '../../common/src/backend';
-import { GROUP, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION } from '../../common/src/constants';
+import type { SessionBackendPool, SessionLivedBackend } from '../../common/src/backend';
+import {
+  GROUP,
+  LABEL_MANAGED_BY,
+  MANAGED_BY,
+  PLURAL,
+  POOL_KIND,
+  POOL_PLURAL,
+  POOL_VERSION,
+  VERSION,
+} from '../../common/src/constants';
 import { isTransient } from '../../common/src/errors';
 import { Informer } from '../../common/src/kube/informer';
-import { BACKENDS, objectKey, PODS, SERVICES } from '../../common/src/kube/resources';
+import { BACKENDS, objectKey, PODS, POOLS, SERVICES } from '../../common/src/kube/resources';
 import type { KubeClient, KubeObject, ResourceType } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
 import { WorkQueue } from '../../common/src/work-queue';
 import type { OperatorConfig } from './config';
 import type { OperatorMetrics } from './metrics';
+import { PoolReconciler } from './pool-reconciler';
 import { Reconciler, type ObjectCache } from './reconciler';
 
-const TYPES: Record<string, ResourceType> = { [PLURAL]: BACKENDS, pods: PODS, services: SERVICES };
+const TYPES: Record<string, ResourceType> = { [PLURAL]: BACKENDS, [POOL_PLURAL]: POOLS, pods: PODS, services: SERVICES };
 
 /** Adapts the library's OperatorLogger (message only) to our structured logger. */
 const operatorLogger = (logger: Logger) => ({
@@ -32,7 +42,10 @@ const operatorLogger = (logger: Logger) => ({
 
 export class SpawnerOperator extends Operator implements ObjectCache {
   readonly queue: WorkQueue;
+  /** Warm pools have their own queue (a pool and a backend may share a name). */
+  readonly poolQueue: WorkQueue;
   private readonly reconciler: Reconciler;
+  private readonly poolReconciler: PoolReconciler;
   private readonly informers = new Map<string, Informer<KubeObject>>();
   private active = false;
 
@@ -58,6 +71,20 @@ export class SpawnerOperator extends Operator implements ObjectCache {
       onStart: (_key, waited) => metrics.queueWait.observe(waited),
       onProcessed: (_key, seconds, ok) => metrics.reconcileDuration.observe({ result: ok ? 'ok' : 'error' }, seconds),
     });
+    this.poolReconciler = new PoolReconciler(kube, this, config, metrics, log, now);
+    this.poolQueue = new WorkQueue((key) => this.poolReconciler.reconcile(key), {
+      concurrency: 2,
+      onError: (key, err, attempt) => {
+        const kind = isTransient(err) ? 'transient' : 'permanent';
+        metrics.reconcileErrors.inc({ kind });
+        const level = attempt >= 3 || kind === 'permanent' ? 'warn' : 'debug';
+        log[level]('pool reconcile failed; retrying with backoff', { pool: key, attempt, kind, error: err });
+      },
+    });
+    // A claim took a Pod from a pool: refill it now, not at the next Pod event.
+    this.reconciler.onPoolChanged = (namespace, pool) => {
+      if (this.active) this.poolQueue.add(objectKey(namespace, pool));
+    };
   }
 
   /** Registers the handlers: backends by key, and their Pods and Services mapped to the owner's key. */
@@ -66,6 +93,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
       await this.watchResource(GROUP, VERSION, PLURAL, (e) => this.onBackendEvent(e), ns);
       await this.watchResource('', 'v1', 'pods', (e) => this.onChildEvent(e), ns);
       await this.watchResource('', 'v1', 'services', (e) => this.onChildEvent(e), ns);
+      await this.watchResource(GROUP, POOL_VERSION, POOL_PLURAL, (e) => this.onPoolEvent(e), ns);
     }
   }
 
@@ -108,8 +136,8 @@ export class SpawnerOperator extends Operator implements ObjectCache {
       {
         namespace,
         // Only what Spawner made: a namespace's other Pods never reach the cache.
-        labelSelector: type === BACKENDS ? undefined : `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
-        resyncMs: type === BACKENDS ? this.config.resyncSeconds * 1000 : undefined,
+        labelSelector: type === PODS || type === SERVICES ? `${LABEL_MANAGED_BY}=${MANAGED_BY}` : undefined,
+        resyncMs: type === BACKENDS || type === POOLS ? this.config.resyncSeconds * 1000 : undefined,
         onWatchError: () => this.metrics.watchErrors.inc({ resource: plural }),
       },
     );
@@ -129,8 +157,20 @@ export class SpawnerOperator extends Operator implements ObjectCache {
   }
 
   private async onChildEvent(e: ResourceEvent): Promise<void> {
-    const owner = e.object.metadata?.ownerReferences?.find((r) => r.controller && r.kind === BACKENDS.kind);
-    if (owner && this.active) this.queue.add(objectKey(e.meta.namespace, owner.name));
+    const owner = e.object.metadata?.ownerReferences?.find((r) => r.controller);
+    if (!owner || !this.active) return;
+    if (owner.kind === BACKENDS.kind) this.queue.add(objectKey(e.meta.namespace, owner.name));
+    else if (owner.kind === POOL_KIND) this.poolQueue.add(objectKey(e.meta.namespace, owner.name));
+  }
+
+  private async onPoolEvent(e: ResourceEvent): Promise<void> {
+    const key = objectKey(e.meta.namespace, e.meta.name);
+    if (e.type === ResourceEventType.Deleted) {
+      this.poolQueue.forget(key);
+      this.poolReconciler.forget(key);
+      return;
+    }
+    if (this.active) this.poolQueue.add(key);
   }
 
   private informer<T extends KubeObject>(plural: string, namespace: string): Informer<T> | undefined {
@@ -147,6 +187,19 @@ export class SpawnerOperator extends Operator implements ObjectCache {
 
   service(namespace: string, name: string): V1Service | undefined {
     return this.informer<V1Service & KubeObject>('services', namespace)?.get(namespace, name);
+  }
+
+  pool(namespace: string, name: string): SessionBackendPool | undefined {
+    return this.informer<SessionBackendPool>(POOL_PLURAL, namespace)?.get(namespace, name);
+  }
+
+  pods(namespace: string): Iterable<V1Pod> {
+    return this.informer<V1Pod & KubeObject>('pods', namespace)?.list() ?? [];
+  }
+
+  /** Every cached pool. */
+  *pools(): Iterable<SessionBackendPool> {
+    for (const ns of this.config.namespaces) yield* this.informer<SessionBackendPool>(POOL_PLURAL, ns)?.list() ?? [];
   }
 
   /** Every cached backend (for the phase gauge). */
@@ -178,6 +231,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
     }
     this.active = true;
     for (const b of this.backends()) this.queue.add(objectKey(b.metadata.namespace, b.metadata.name as string));
+    for (const p of this.pools()) this.poolQueue.add(objectKey(p.metadata.namespace, p.metadata.name as string));
     this.log.info('reconciling', { namespaces: this.config.namespaces });
   }
 
@@ -188,7 +242,7 @@ export class SpawnerOperator extends Operator implements ObjectCache {
 
   async shutdown(): Promise<void> {
     this.active = false;
-    await this.queue.stop();
+    await Promise.all([this.queue.stop(), this.poolQueue.stop()]);
     // Events already handed over are written before we go (one attempt each; the rest are
     // re-emitted by the next operator, which lists what exists).
     await this.reconciler.events.whenIdle();

@@ -15,16 +15,17 @@
  *   running at all.
  */
 import type { CoreV1Event, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { Phase, SessionLivedBackend } from '../../common/src/backend';
-import { isTerminal, phaseOf, phaseRank, PHASES, writeTransition, type Transition } from '../../common/src/lifecycle';
+import type { Phase, SessionBackendPool, SessionLivedBackend } from '../../common/src/backend';
+import { isTerminal, phaseOf, phaseRank, PHASES, Reasons, writeTransition, type Transition } from '../../common/src/lifecycle';
 import { EVENT_REPORTING_COMPONENT, FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
-import { isAlreadyExists } from '../../common/src/errors';
+import { isAlreadyExists, isConflict, isNotFound } from '../../common/src/errors';
 import { BACKENDS, EVENTS, PODS, SERVICES, splitKey } from '../../common/src/kube/resources';
-import type { KubeClient } from '../../common/src/kube/types';
+import type { KubeClient, KubeObject } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
 import type { HandlerResult } from '../../common/src/work-queue';
 import type { OperatorConfig } from './config';
-import { decide, type Action } from './decide';
+import { decide, type Action, type DecideInput } from './decide';
+import { claimablePods, claimPatch, podsControlledBy, whenEmptyOf } from './pool';
 import { EventRecorder } from './event-recorder';
 import { buildPod, buildService } from './desired-state';
 import type { OperatorMetrics } from './metrics';
@@ -34,7 +35,14 @@ export interface ObjectCache {
   backend(namespace: string, name: string): SessionLivedBackend | undefined;
   pod(namespace: string, name: string): V1Pod | undefined;
   service(namespace: string, name: string): V1Service | undefined;
+  /** Warm pools (absent: none known). */
+  pool(namespace: string, name: string): SessionBackendPool | undefined;
+  /** Every Spawner Pod of the namespace. */
+  pods(namespace: string): Iterable<V1Pod>;
 }
+
+/** How long a Pod this operator claimed (or lost a claim on) is not offered again from a stale cache. */
+const TAKEN_MEMORY_MS = 30_000;
 
 /** Events older than this are not re-created after a restart: the API server has expired them. */
 const EVENT_REEMIT_WINDOW_MS = 50 * 60 * 1000;
@@ -56,7 +64,11 @@ function newer<T extends { metadata?: { resourceVersion?: string } }>(a: T | und
 export class Reconciler {
   /** The objects this operator wrote last, which its caches may not have seen yet. */
   private readonly written = new Map<string, SessionLivedBackend>();
+  /** Pods claimed (or found claimed) lately, by uid: the cache may still show them unclaimed. */
+  private readonly taken = new Map<string, number>();
   readonly events: EventRecorder;
+  /** Called after a claim took a Pod from a pool, so the pool refills at once. */
+  onPoolChanged?: (namespace: string, pool: string) => void;
 
   constructor(
     private readonly kube: KubeClient,
@@ -97,14 +109,31 @@ export class Reconciler {
         return {};
       }
     }
-    const pod = this.cache.pod(namespace, name);
+    // The backend's Pod: the one its status names (a pool's Pod after a warm claim), else its own.
+    const podName = backend.status?.podName ?? name;
+    let pod = this.cache.pod(namespace, podName);
+    let pool: DecideInput['pool'];
+    if (backend.spec.poolRef && !backend.status?.launch && !isTerminal(phaseOf(backend))) {
+      const found = await this.poolPod(backend, pod);
+      if (found === 'stop') return { requeueAfterMs: 250 };
+      pod = found;
+      if (!pod) pool = this.poolInput(backend);
+    }
     const service = this.cache.service(namespace, name);
     const retention = this.config.failedRetentionSeconds * 1000;
 
     const serviceMode = this.config.serviceMode;
-    let plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention, serviceMode });
+    let plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention, serviceMode, pool });
+    const claim = plan.actions.find((a) => a.kind === 'claim');
+    if (claim) {
+      const claimed = await this.claim(backend, claim.pods);
+      // Every candidate was taken meanwhile: look again once the cache has caught up.
+      if (!claimed) return { requeueAfterMs: 100 };
+      pod = claimed;
+      plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention, serviceMode });
+    }
     if (plan.actions.some((a) => a.kind === 'confirmPodGone')) {
-      const live = await this.kube.get<V1Pod>(PODS, namespace, name);
+      const live = await this.kube.get<V1Pod>(PODS, namespace, podName);
       if (live) return { requeueAfterMs: 500 };
       plan = decide({
         backend,
@@ -131,13 +160,19 @@ export class Reconciler {
     const { namespace, name } = backend.metadata as { namespace: string; name: string };
     switch (action.kind) {
       case 'createPod':
+        if (backend.spec.poolRef && !backend.status?.launch)
+          this.metrics.poolClaims.inc({ pool: backend.spec.poolRef.name, result: 'cold' });
         return this.createChild(PODS, namespace, buildPod(backend, this.config));
+      case 'claim':
+        // Applied in reconcile(), before the rest of the plan.
+        return;
       case 'createService':
         return this.createChild(SERVICES, namespace, buildService(backend, this.config));
       case 'deleteStale': {
         const type = action.what === 'pod' ? PODS : SERVICES;
         this.logger.info('deleting a leftover of an earlier backend with this name', { backend: key, kind: action.what });
-        await this.kube.delete(type, namespace, name, { uid: action.uid, propagationPolicy: 'Background' });
+        const staleName = action.what === 'pod' ? (backend.status?.podName ?? name) : name;
+        await this.kube.delete(type, namespace, staleName, { uid: action.uid, propagationPolicy: 'Background' });
         return 'stop';
       }
       case 'confirmPodGone':
@@ -157,7 +192,7 @@ export class Reconciler {
         return patched;
       }
       case 'deleteChildren':
-        await this.kube.delete(PODS, namespace, name, { propagationPolicy: 'Background', uid: undefined });
+        await this.kube.delete(PODS, namespace, backend.status?.podName ?? name, { propagationPolicy: 'Background' });
         await this.kube.delete(SERVICES, namespace, name, { propagationPolicy: 'Background' });
         return;
       case 'deleteBackend': {
@@ -209,6 +244,8 @@ export class Reconciler {
       }
       this.metrics.transitions.inc({ phase: t.phase });
       if (t.phase === 'Failed') this.metrics.terminations.inc({ phase: 'Failed', reason: t.reason ?? 'Unknown' });
+      if (t.reason === Reasons.PoolEmpty && backend.spec.poolRef)
+        this.metrics.poolClaims.inc({ pool: backend.spec.poolRef.name, result: 'rejected' });
       const level = t.phase === 'Failed' ? 'warn' : 'info';
       this.logger[level]('phase changed', { backend: key, from, to: t.phase, reason: t.reason, message: t.message });
     }
@@ -251,6 +288,91 @@ export class Reconciler {
       };
       this.events.record(event);
     }
+  }
+
+  /**
+   * The Pod of a backend from a pool that has no launch recorded yet: the one its status or name
+   * says, else one whose controller it already is (claimed by a pass that ended before the status
+   * write). Should two be (a claim write that landed after a restarted operator listed the Pods),
+   * the oldest stays and the others are deleted.
+   */
+  private async poolPod(backend: SessionLivedBackend, byName: V1Pod | undefined): Promise<V1Pod | undefined | 'stop'> {
+    const namespace = backend.metadata.namespace as string;
+    const owned = podsControlledBy(backend.metadata.uid, this.cache.pods(namespace));
+    if (owned.length === 0) return byName;
+    const ordered = owned.sort((a, b) =>
+      String(a.metadata?.creationTimestamp).localeCompare(String(b.metadata?.creationTimestamp)),
+    );
+    const keep = byName && owned.includes(byName) ? byName : ordered[0];
+    const extra = ordered.filter((p) => p !== keep);
+    if (extra.length === 0) return keep;
+    for (const p of extra) {
+      this.logger.warn('backend controls more than one Pod; deleting the extra', {
+        backend: `${namespace}/${backend.metadata.name}`,
+        pod: p.metadata?.name,
+      });
+      await this.kube.delete(PODS, namespace, p.metadata?.name as string, {
+        uid: p.metadata?.uid,
+        propagationPolicy: 'Background',
+      });
+    }
+    return 'stop';
+  }
+
+  /** The backend's pool as decide() needs it: found, whenEmpty, claimable Pods in a random order. */
+  private poolInput(backend: SessionLivedBackend): DecideInput['pool'] {
+    const namespace = backend.metadata.namespace as string;
+    const pool = this.cache.pool(namespace, backend.spec.poolRef?.name as string);
+    if (!pool) return { found: false, whenEmpty: 'ColdStart', claimable: [] };
+    const nowMs = this.now().getTime();
+    for (const [uid, at] of this.taken) if (nowMs - at > TAKEN_MEMORY_MS) this.taken.delete(uid);
+    const claimable = claimablePods(pool, this.cache.pods(namespace)).filter((p) => !this.taken.has(p.metadata?.uid as string));
+    // A random order: concurrent claims of one pool spread over its Pods instead of racing for one.
+    for (let i = claimable.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [claimable[i], claimable[j]] = [claimable[j], claimable[i]];
+    }
+    return { found: true, whenEmpty: whenEmptyOf(pool), claimable };
+  }
+
+  /**
+   * Claims one of `pods` for the backend: one patch per try that makes the backend the Pod's
+   * controller, under the Pod's resourceVersion; a Conflict (someone else's claim, a change) or a
+   * Pod gone takes the next. Returns the claimed Pod, or nothing when every one was taken.
+   */
+  private async claim(backend: SessionLivedBackend, pods: V1Pod[]): Promise<V1Pod | undefined> {
+    const namespace = backend.metadata.namespace as string;
+    const poolName = backend.spec.poolRef?.name as string;
+    for (const candidate of pods) {
+      const podName = candidate.metadata?.name as string;
+      try {
+        const claimed = await this.kube.patch<V1Pod & KubeObject>(
+          PODS,
+          namespace,
+          podName,
+          claimPatch(candidate, backend),
+          'merge',
+          {
+            fieldManager: FIELD_MANAGER,
+          },
+        );
+        this.taken.set(claimed.metadata?.uid as string, this.now().getTime());
+        this.metrics.poolClaims.inc({ pool: poolName, result: 'warm' });
+        this.logger.info('claimed a warm Pod', {
+          backend: `${namespace}/${backend.metadata.name}`,
+          pod: podName,
+          pool: poolName,
+        });
+        this.onPoolChanged?.(namespace, poolName);
+        return claimed;
+      } catch (err) {
+        if (!isConflict(err) && !isNotFound(err)) throw err;
+        this.taken.set(candidate.metadata?.uid as string, this.now().getTime());
+        this.metrics.poolClaimConflicts.inc({ pool: poolName });
+        this.logger.debug('claim conflict; trying the next Pod', { pod: podName, pool: poolName });
+      }
+    }
+    return undefined;
   }
 
   forgetEvents(backend: SessionLivedBackend): void {

@@ -109,7 +109,7 @@ export class Sweeper {
       unreachableAfterMs: this.config.unreachableSeconds * 1000,
       onIdle: (deadlineMs) =>
         void this.sweep(key, uid, Reasons.IdleTimeout, `idle for gracePeriodSeconds (${grace})`, deadlineMs),
-      onUnreachable: (since) => this.onUnreachable(key, uid, since),
+      onUnreachable: (since) => this.onUnreachable(key, uid, since, b.status?.podName),
       onConnectFailure: () => this.metrics.connectFailures.inc(),
     });
     this.trackers.set(key, { tracker, uid, podIP });
@@ -125,9 +125,10 @@ export class Sweeper {
     this.logger.debug('stopped following sidecar', { backend: key });
   }
 
-  private async onUnreachable(key: string, uid: string, since: number): Promise<boolean> {
+  private async onUnreachable(key: string, uid: string, since: number, podName?: string): Promise<boolean> {
     const { namespace, name } = this.split(key);
-    const pod = this.podInformers.get(namespace)?.get(namespace, name);
+    // The Pod the backend's status names (a warm pool's Pod after a claim), else its own.
+    const pod = this.podInformers.get(namespace)?.get(namespace, podName ?? name);
     const podOk = pod && pod.metadata?.uid && !pod.metadata.deletionTimestamp && pod.status?.phase === 'Running';
     if (podOk) return false;
     const seconds = Math.round((Date.now() - since) / 1000);

@@ -274,6 +274,7 @@ export class FakeKubeClient implements KubeClient {
     const current = b.get(k);
     if (!current) return false;
     if (opts.uid && current.metadata?.uid !== opts.uid) return false;
+    if (opts.resourceVersion && current.metadata?.resourceVersion !== opts.resourceVersion) return false;
     b.delete(k);
     this.rv++;
     this.emit(type, 'DELETED', current);

@@ -183,14 +183,20 @@ export class HttpKubeClient implements KubeClient {
 
   async delete(type: ResourceType, namespace: string | undefined, name: string, opts: DeleteOptions = {}): Promise<boolean> {
     const body: Record<string, unknown> = { kind: 'DeleteOptions', apiVersion: 'v1' };
-    if (opts.uid) body.preconditions = { uid: opts.uid };
+    if (opts.uid || opts.resourceVersion) {
+      body.preconditions = {
+        ...(opts.uid ? { uid: opts.uid } : {}),
+        ...(opts.resourceVersion ? { resourceVersion: opts.resourceVersion } : {}),
+      };
+    }
     if (opts.propagationPolicy) body.propagationPolicy = opts.propagationPolicy;
     if (opts.gracePeriodSeconds !== undefined) body.gracePeriodSeconds = opts.gracePeriodSeconds;
     const { status, text } = await this.send('DELETE', resourcePath(type, namespace, name), body);
     if (status >= 200 && status < 300) return true;
     if (status === 404) return false;
     // A failed uid precondition means a newer object of that name exists: ours is gone.
-    if (status === 409 && opts.uid && /precondition/i.test(text)) return false;
+    // A failed resourceVersion precondition: it changed meanwhile; left alone.
+    if (status === 409 && (opts.uid || opts.resourceVersion) && /precondition/i.test(text)) return false;
     throw toApiError(status, text);
   }
 

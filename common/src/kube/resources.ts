@@ -1,7 +1,14 @@
-import { GROUP, KIND, PLURAL, VERSION } from '../constants';
+import { GROUP, KIND, PLURAL, POOL_KIND, POOL_PLURAL, POOL_VERSION, VERSION } from '../constants';
 import type { ResourceType } from './types';
 
 export const BACKENDS: ResourceType = { group: GROUP, version: VERSION, plural: PLURAL, kind: KIND, namespaced: true };
+export const POOLS: ResourceType = {
+  group: GROUP,
+  version: POOL_VERSION,
+  plural: POOL_PLURAL,
+  kind: POOL_KIND,
+  namespaced: true,
+};
 export const PODS: ResourceType = { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true };
 export const SERVICES: ResourceType = { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true };
 export const EVENTS: ResourceType = { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };

@@ -42,6 +42,8 @@ export interface WriteOptions {
 export interface DeleteOptions {
   /** Delete only this incarnation of the object (a same-named successor is left alone). */
   uid?: string;
+  /** Delete only if unchanged since this version (a Pod claimed meanwhile is left alone). */
+  resourceVersion?: string;
   propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
   gracePeriodSeconds?: number;
 }

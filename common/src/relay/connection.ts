@@ -1,9 +1,9 @@
 /**
- * One client connection through the relay: the client → upstream direction (request heads parsed
- * strictly, then bodies by their framing, pipelined requests included), the order of answers
- * (HTTP/1.1 answers in order, so the relay's own answers queue with the upstream's responses),
- * the upstream connection of the moment, timeouts and teardown. The upstream → client direction
- * is response-side.ts; the policy (policy.ts) decides what each request becomes.
+ * One client connection through the relay: what each parsed request becomes (the policy's
+ * decision, now or later), the order of answers (HTTP/1.1 answers in order, so the relay's own
+ * answers queue with the upstream's responses), the upstream connection of the moment, retries,
+ * timeouts and teardown. The bytes themselves are cut into requests by request-side.ts and into
+ * responses by response-side.ts; the policy (policy.ts) decides what each request becomes.
  *
  * Requests on one client connection may go to different upstreams (the entry point routes per
  * request): a request for another upstream waits until the answers due from the current one are
@@ -12,11 +12,12 @@
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { renderAnswer, type Answer } from './answers';
-import { writeAll, pushSlice, type Chunk } from './chunks';
+import { writeAll, type Chunk } from './chunks';
 import { Exchange } from './exchange';
-import { BodyFramer, CRLFCRLF, MAX_REQUEST_HEAD, parseRequestHead } from './http1';
+import { parseRequestHead } from './http1';
 import type { Decision, UpstreamAddress } from './policy';
 import type { Relay } from './relay';
+import { MAX_DISCARD, R_BODY, R_DONE, R_HEAD, R_TUNNEL, R_WAIT, RequestSide, type RequestSink } from './request-side';
 import { ResponseReader, type ResponseSink } from './response-side';
 import { Upstream, type UpstreamOwner } from './upstream';
 
@@ -36,19 +37,11 @@ const LINGER_MS = 5000;
 const MAX_STASH = 64 * 1024;
 /** Pipelined requests in flight on one connection before reading pauses. */
 const MAX_PIPELINE = 16;
-/** A refused request's body is read and dropped up to this size; beyond, the connection closes. */
-const MAX_DISCARD = 1024 * 1024;
 /** Status recorded for a request whose client left before any answer (nginx's convention). */
 const CLIENT_CLOSED_REQUEST = 499;
 /** Status recorded for a request the upstream never answered. */
 const BAD_GATEWAY = 502;
 
-// What the client → upstream direction is doing.
-const R_HEAD = 0; // reading a request head
-const R_BODY = 1; // passing on (or dropping) a request body
-const R_WAIT = 2; // a request is being decided on, waits its turn, or an upgrade awaits its answer: bytes are kept
-const R_TUNNEL = 3; // after a 101: plain relay
-const R_DONE = 4; // no more requests on this connection: bytes are dropped
 // Why the client socket is paused (any set bit keeps it paused).
 const P_UPSTREAM = 1;
 const P_STASH = 2;
@@ -59,19 +52,14 @@ export interface HeldDecision {
   decided(ex: Exchange, decision: Decision, now: boolean): void;
 }
 
-export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
+export class Connection implements RequestSink, UpstreamOwner, ResponseSink, HeldDecision {
   private upstream: Upstream | null = null;
   private req = R_HEAD;
   private tunnel = false;
-  /** An incomplete request head. */
-  private partial: Buffer | null = null;
-  private readonly reqBody = new BodyFramer();
+  private readonly request = new RequestSide();
   private readonly response = new ResponseReader();
   /** The exchange whose request is being read (its body, or its upgrade answer). */
   private current: Exchange | null = null;
-  /** The current request body is dropped, not forwarded (an answered request). */
-  private discarding = false;
-  private discarded = 0;
   /** Exchanges in order: the upstream's responses and the relay's own answers go out in this order. */
   readonly pending: Exchange[] = [];
   private stash: Buffer[] = [];
@@ -90,7 +78,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
   private headDeadline: number;
   private bodyDeadline = Infinity;
   private idleDeadline = Infinity;
-  private readonly toUpstream: Chunk[] = [];
+  readonly toUpstream: Chunk[] = [];
   private readonly toClient: Chunk[] = [];
   private readonly remote: string | undefined;
 
@@ -120,66 +108,38 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
       case R_DONE:
         return;
     }
-    this.readRequests(chunk);
+    this.request.read(chunk, this);
     this.flushUpstream();
     if (this.closeAfterFlush) this.flushClient();
   }
 
-  private readRequests(buf: Buffer): void {
-    let pos = 0;
-    let end = buf.length;
-    while (pos < end) {
-      if (this.req === R_BODY) {
-        const stop = this.reqBody.advance(buf, pos, end);
-        if (this.reqBody.error) {
-          this.brokenRequestBody();
-          return;
-        }
-        if (this.discarding) {
-          this.discarded += stop - pos;
-          if (this.discarded > MAX_DISCARD) {
-            this.closeWhenAnswered();
-            return;
-          }
-        } else {
-          pushSlice(this.toUpstream, buf, pos, stop);
-        }
-        pos = stop;
-        if (this.reqBody.done) this.requestDone();
-        continue;
-      }
-      if (this.req === R_WAIT) {
-        this.addStash(pos === 0 ? buf : buf.subarray(pos));
-        return;
-      }
-      if (this.req !== R_HEAD) return;
+  // RequestSink: what the request side reads and tells.
 
-      if (this.partial !== null) {
-        buf = Buffer.concat([this.partial, buf.subarray(pos)]);
-        this.partial = null;
-        pos = 0;
-        end = buf.length;
-      }
-      // RFC 9112 §2.2: empty lines before a request line are ignored.
-      while (pos + 1 < end && buf[pos] === 13 && buf[pos + 1] === 10) pos += 2;
-      const at = buf.indexOf(CRLFCRLF, pos);
-      if (at < 0 || at + 4 - pos > MAX_REQUEST_HEAD) {
-        if (at >= 0 || end - pos > MAX_REQUEST_HEAD) {
-          this.refuse(this.relay.answers.headTooLarge());
-        } else if (pos < end) {
-          this.partial = buf.subarray(pos);
-          if (this.headDeadline === Infinity) this.headDeadline = this.relay.tick + HEADERS_TIMEOUT_TICKS;
-        }
-        return;
-      }
-      this.headDeadline = Infinity;
-      const head = buf.toString('latin1', pos, at + 2);
-      pos = at + 4;
-      this.onRequestHead(head);
-    }
+  get reading(): number {
+    return this.req;
   }
 
-  private onRequestHead(head: string): void {
+  headTooLarge(): void {
+    this.refuse(this.relay.answers.headTooLarge());
+  }
+
+  headPending(): void {
+    if (this.headDeadline === Infinity) this.headDeadline = this.relay.tick + HEADERS_TIMEOUT_TICKS;
+  }
+
+  headComplete(): void {
+    this.headDeadline = Infinity;
+  }
+
+  discardedTooMuch(): void {
+    this.closeWhenAnswered();
+  }
+
+  keep(chunk: Buffer): void {
+    this.addStash(chunk);
+  }
+
+  onRequestHead(head: string): void {
     const answers = this.relay.answers;
     const parsed = parseRequestHead(head, true);
     if (typeof parsed === 'number') {
@@ -258,10 +218,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     if (close) {
       this.stopReading();
     } else if (hasBody) {
-      this.discarding = true;
-      this.discarded = 0;
-      if (ex.chunked) this.reqBody.chunked();
-      else this.reqBody.length(ex.contentLength);
+      this.request.expectBody(ex.chunked, ex.contentLength, true);
       this.req = R_BODY;
       this.bodyDeadline = this.relay.tick + REQUEST_TIMEOUT_TICKS;
     } else {
@@ -280,9 +237,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     this.toUpstream.push(ex.forward);
     this.current = ex;
     if (ex.contentLength > 0 || ex.chunked) {
-      if (ex.chunked) this.reqBody.chunked();
-      else this.reqBody.length(ex.contentLength);
-      this.discarding = false;
+      this.request.expectBody(ex.chunked, ex.contentLength, false);
       this.req = R_BODY;
       this.bodyDeadline = this.relay.tick + REQUEST_TIMEOUT_TICKS;
     } else {
@@ -292,11 +247,11 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
   }
 
   /** The current request (head and body) has been read. */
-  private requestDone(): void {
+  requestDone(): void {
     const ex = this.current;
     // An upgrade stays current until the upstream answers it.
     this.current = ex !== null && ex.upgrade ? ex : null;
-    this.discarding = false;
+    this.request.discarding = false;
     this.bodyDeadline = Infinity;
     if (ex !== null && ex.upgrade) this.req = R_WAIT;
     else if ((ex !== null && ex.close) || this.clientEnded) this.req = R_DONE;
@@ -317,8 +272,8 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
   }
 
   /** A request body broke its framing after part of it was forwarded: nothing sane is left. */
-  private brokenRequestBody(): void {
-    if (this.discarding) this.closeWhenAnswered();
+  brokenRequestBody(): void {
+    if (this.request.discarding) this.closeWhenAnswered();
     else this.destroy();
   }
 
@@ -333,7 +288,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
   /** No more requests are read on this connection; what was kept is dropped. */
   private stopReading(): void {
     this.req = R_DONE;
-    this.partial = null;
+    this.request.partial = null;
     this.headDeadline = Infinity;
     this.bodyDeadline = Infinity;
     this.stash = [];
@@ -398,7 +353,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     // A request being decided on, waiting its turn, or an upgrade whose client leaves before the
     // upstream answers is abandoned (an upgrade never counted); a request cut short cannot be
     // completed.
-    if (this.req === R_WAIT || this.req === R_BODY || this.partial !== null) {
+    if (this.req === R_WAIT || this.req === R_BODY || this.request.partial !== null) {
       this.destroy();
       return;
     }
@@ -449,7 +404,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
     if (upstream === null) return;
     this.upstream = null;
     this.upstreamPaused = false;
-    const clean = this.response.idle && !this.awaitingUpstream() && !(this.req === R_BODY && !this.discarding);
+    const clean = this.response.idle && !this.awaitingUpstream() && !(this.req === R_BODY && !this.request.discarding);
     this.response.reset();
     if (clean) this.relay.pool.put(upstream, this.relay.tick);
     else upstream.destroy();
@@ -626,7 +581,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
       ex.replay !== undefined &&
       this.pending.length === 1 &&
       this.response.idle &&
-      ((this.req === R_HEAD && this.partial === null) || this.req === R_DONE)
+      ((this.req === R_HEAD && this.request.partial === null) || this.req === R_DONE)
     );
   }
 
@@ -713,7 +668,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
   /** Shutdown: idle connections close now; busy ones after their last answer. */
   drain(): void {
     if (this.tunnel) return;
-    if (this.pending.length === 0 && this.req === R_HEAD && this.partial === null) this.destroy();
+    if (this.pending.length === 0 && this.req === R_HEAD && this.request.partial === null) this.destroy();
     else this.draining = true;
   }
 
@@ -742,7 +697,7 @@ export class Connection implements UpstreamOwner, ResponseSink, HeldDecision {
       else this.destroy();
     } else if (tick >= this.bodyDeadline) {
       this.destroy();
-    } else if (tick >= this.idleDeadline && this.pending.length === 0 && this.req === R_HEAD && this.partial === null) {
+    } else if (tick >= this.idleDeadline && this.pending.length === 0 && this.req === R_HEAD && this.request.partial === null) {
       this.destroy();
     }
   }

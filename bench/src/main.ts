@@ -39,6 +39,18 @@ function serviceModeFlag(flags: Flags): ServiceMode | undefined {
   return mode as ServiceMode;
 }
 
+/** `--service-mode=ClusterIP,None`: one or more modes, each run beside the others (default ClusterIP). */
+function serviceModesFlag(flags: Flags): ServiceMode[] {
+  if (flags.headless !== undefined) return ['Headless'];
+  const modes = (flags['service-mode'] ?? 'ClusterIP').split(',');
+  for (const mode of modes) {
+    if (!(SERVICE_MODES as readonly string[]).includes(mode)) {
+      throw new Error(`--service-mode must be one or more of ${SERVICE_MODES.join(', ')}, comma-separated`);
+    }
+  }
+  return [...new Set(modes)] as ServiceMode[];
+}
+
 interface Benchmark {
   run: Runner;
   tools: string[];
@@ -73,14 +85,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
   'spawn-pipeline': {
     tools: ['flock', 'ip', 'openssl'],
     cluster: true,
-    help: '--rounds=2 --backends=200 --concurrency=20 [--operator-concurrency=N] [--service-mode=ClusterIP|Headless|None]',
+    help: '--rounds=2 --backends=200 --concurrency=20 [--operator-concurrency=N] [--service-mode=ClusterIP,Headless,None (one or more; each with its raw baseline)]',
     run: (f) =>
       spawnPipeline({
         rounds: num(f, 'rounds', 2),
         backends: num(f, 'backends', 200),
         concurrency: num(f, 'concurrency', 20),
         operatorConcurrency: f['operator-concurrency'] !== undefined ? Number(f['operator-concurrency']) : undefined,
-        serviceMode: serviceModeFlag(f),
+        serviceModes: serviceModesFlag(f),
       }),
   },
   'operator-scale': {

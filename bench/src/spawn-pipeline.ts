@@ -7,7 +7,9 @@
  * (operator/src/desired-state.ts, minus ownerReferences).
  *
  * Rounds alternate Spawner and raw (order swapped every round), each in a fresh namespace that
- * is deleted, and its processes gone, before the next round starts. Latencies are client-side:
+ * is deleted, and its processes gone, before the next round starts. With several service modes
+ * (`--service-mode=ClusterIP,None`) every round runs Spawner and raw in each of them, so, e.g.,
+ * Service-less backends are measured beside ClusterIP ones and bare Pods in the same run. Latencies are client-side:
  * a watch on the backends (or Pods) stamps when each phase was first seen; the status's own
  * times have one-second resolution. The app's own start time comes from the agent's timings.
  */
@@ -46,9 +48,16 @@ export interface SpawnPipelineOptions {
   concurrency: number;
   /** The operator's --concurrency (its default when undefined). */
   operatorConcurrency?: number;
-  /** The operator's --service-mode, applied to the raw baseline alike (None: raw Pods only). */
-  serviceMode?: ServiceMode;
+  /** The operator's --service-mode for each pair of runs, applied to the raw baseline alike (None: raw Pods only). */
+  serviceModes: ServiceMode[];
 }
+
+/** What the raw baseline creates in a service mode. */
+const RAW_LABEL: Record<ServiceMode, string> = {
+  ClusterIP: 'raw Pod + Service pairs',
+  Headless: 'raw Pod + headless Service pairs',
+  None: 'raw Pods',
+};
 
 const API_TOKEN = 'bench-api-token-0123456789abcdef';
 const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
@@ -63,6 +72,7 @@ interface Item {
 
 interface RoundResult {
   kind: 'spawner' | 'raw';
+  mode: ServiceMode;
   round: number;
   n: number;
   ready: number;
@@ -119,12 +129,17 @@ const operatorWrites = (metrics: string): Record<string, number> => {
   return out;
 };
 
-async function spawnerRound(session: ClusterSession, opts: SpawnPipelineOptions, round: number): Promise<RoundResult> {
+async function spawnerRound(
+  session: ClusterSession,
+  opts: SpawnPipelineOptions,
+  round: number,
+  mode: ServiceMode,
+): Promise<RoundResult> {
   const ns = await createNamespace(session.kube, `spawn-${round}`);
   const operatorArgs = [
     `--namespaces=${ns}`,
     ...(opts.operatorConcurrency ? [`--concurrency=${opts.operatorConcurrency}`] : []),
-    ...(opts.serviceMode ? [`--service-mode=${opts.serviceMode}`] : []),
+    `--service-mode=${mode}`,
   ];
   const operator = await startComponent('operator', operatorArgs, session, { logName: `operator-spawn-${round}` });
   const api = await startComponent(
@@ -191,6 +206,7 @@ async function spawnerRound(session: ClusterSession, opts: SpawnPipelineOptions,
     const opDelta = Object.fromEntries(Object.entries(opAfter).map(([k, v]) => [k, v - (opBefore[k] ?? 0)]));
     return {
       kind: 'spawner',
+      mode,
       round,
       n: opts.backends,
       ready: ready.length,
@@ -219,7 +235,12 @@ async function spawnerRound(session: ClusterSession, opts: SpawnPipelineOptions,
   }
 }
 
-async function rawRound(session: ClusterSession, opts: SpawnPipelineOptions, round: number): Promise<RoundResult> {
+async function rawRound(
+  session: ClusterSession,
+  opts: SpawnPipelineOptions,
+  round: number,
+  mode: ServiceMode,
+): Promise<RoundResult> {
   const ns = await createNamespace(session.kube, `raw-${round}`);
   const cfg = loadOperatorConfig([], {});
   const items = new Map<string, Item>();
@@ -243,7 +264,7 @@ async function rawRound(session: ClusterSession, opts: SpawnPipelineOptions, rou
         { uid: 'none', annotations: { [ANNOTATION_TOKEN_HASH]: createHash('sha256').update(name).digest('hex') } },
       );
       const pod = buildPod(backend, cfg);
-      const svc = opts.serviceMode === 'None' ? undefined : buildService(backend, { serviceMode: opts.serviceMode });
+      const svc = mode === 'None' ? undefined : buildService(backend, { serviceMode: mode });
       delete pod.metadata?.ownerReferences;
       delete svc?.metadata?.ownerReferences;
       const sentAt = Date.now();
@@ -252,7 +273,7 @@ async function rawRound(session: ClusterSession, opts: SpawnPipelineOptions, rou
       requestMs.push(Date.now() - sentAt);
     });
     process.stdout.write(
-      `spawn-pipeline round ${round + 1} raw: ${opts.backends} pairs created in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+      `spawn-pipeline round ${round + 1} ${RAW_LABEL[mode]}: ${opts.backends} created in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
     );
     await waitUntil(() => readyAt.size >= opts.backends, `${opts.backends} Pods to be Ready`, 300_000, 100);
     const lastReady = Math.max(...readyAt.values());
@@ -265,6 +286,7 @@ async function rawRound(session: ClusterSession, opts: SpawnPipelineOptions, rou
     const ready = [...items.entries()].filter(([n]) => readyAt.has(n));
     return {
       kind: 'raw',
+      mode,
       round,
       n: opts.backends,
       ready: ready.length,
@@ -294,15 +316,17 @@ export async function spawnPipeline(
     // Room for more than ~250 Services (the e2e cluster's own range is a /24).
     const restoreServiceRange = await extendServiceRange(session.kube);
     const out: RoundResult[] = [];
+    const runs = opts.serviceModes.flatMap((mode) => (['spawner', 'raw'] as const).map((kind) => ({ kind, mode })));
     for (let round = 0; round < opts.rounds; round++) {
-      const order: Array<'spawner' | 'raw'> = round % 2 === 0 ? ['spawner', 'raw'] : ['raw', 'spawner'];
-      for (const kind of order) {
+      // Each round in the other order, so neither side always runs on a fresher machine.
+      for (const { kind, mode } of round % 2 === 0 ? runs : [...runs].reverse()) {
         // 2 × N Node.js processes (~20 MB each of their own, the rest shared) must fit.
         await waitForMemory(Math.max(4000, opts.backends * 40));
-        const r = kind === 'spawner' ? await spawnerRound(session, opts, round) : await rawRound(session, opts, round);
+        const r =
+          kind === 'spawner' ? await spawnerRound(session, opts, round, mode) : await rawRound(session, opts, round, mode);
         out.push(r);
         process.stdout.write(
-          `spawn-pipeline round ${round + 1}/${opts.rounds} ${kind.padEnd(7)} ${r.ready}/${r.n} Ready in ${fmt(r.totalS, 1)} s (${fmt(r.perSecond, 1)}/s), ${fmt(r.writesTotal / r.n, 1)} writes each\n`,
+          `spawn-pipeline round ${round + 1}/${opts.rounds} ${labelOf(r).padEnd(34)} ${r.ready}/${r.n} Ready in ${fmt(r.totalS, 1)} s (${fmt(r.perSecond, 1)}/s), ${fmt(r.writesTotal / r.n, 1)} writes each\n`,
         );
       }
     }
@@ -312,9 +336,22 @@ export async function spawnPipeline(
   return summarize(opts, results);
 }
 
+/** A run's short name in tables: Spawner in a service mode, or that mode's raw baseline. */
+const labelOf = (r: Pick<RoundResult, 'kind' | 'mode'>): string =>
+  r.kind === 'spawner' ? `Spawner, serviceMode ${r.mode}` : RAW_LABEL[r.mode];
+
 function summarize(opts: SpawnPipelineOptions, rounds: RoundResult[]): Omit<BenchResult, 'machine' | 'startedAt' | 'finishedAt'> {
+  // One group per (kind, mode), Spawner before its raw baseline, modes in the order given.
+  const groups = opts.serviceModes.flatMap((mode) =>
+    (['spawner', 'raw'] as const).map((kind) => ({
+      kind,
+      mode,
+      label: labelOf({ kind, mode }),
+      rs: rounds.filter((r) => r.kind === kind && r.mode === mode),
+    })),
+  );
+  const spawnerGroups = groups.filter((g) => g.kind === 'spawner');
   const sp = rounds.filter((r) => r.kind === 'spawner');
-  const raw = rounds.filter((r) => r.kind === 'raw');
   const pooled = (rs: RoundResult[], f: (r: RoundResult) => number[] | undefined) =>
     latencySummary(rs.flatMap((r) => f(r) ?? []));
   const ms = (v: number) => fmt(v, 0);
@@ -336,12 +373,16 @@ function summarize(opts: SpawnPipelineOptions, rounds: RoundResult[]): Omit<Benc
       fmtSpread(spread(rs.map((r) => r.writesTotal / r.n)), (v) => fmt(v, 1)),
     ];
   };
-  const ratios = spread(
-    sp.map((s) => {
-      const r = raw.find((x) => x.round === s.round);
-      return r ? s.perSecond / r.perSecond : NaN;
-    }),
-  );
+  /** Spawner's rate over its raw baseline's, same round and mode. */
+  const ratiosOf = (mode: ServiceMode) =>
+    spread(
+      sp
+        .filter((s) => s.mode === mode)
+        .map((s) => {
+          const r = rounds.find((x) => x.kind === 'raw' && x.mode === mode && x.round === s.round);
+          return r ? s.perSecond / r.perSecond : NaN;
+        }),
+    );
   const tables: Table[] = [
     {
       title: `${opts.backends} at concurrency ${opts.concurrency}; times median (min–max) over ${opts.rounds} rounds, latencies p50 / p99 in ms pooled over rounds`,
@@ -356,7 +397,9 @@ function summarize(opts: SpawnPipelineOptions, rounds: RoundResult[]): Omit<Benc
         'create request',
         'API-server writes each',
       ],
-      rows: [row('Spawner: POST /v1/backends → Ready', sp), row('raw Pod + Service pairs → Pod Ready', raw)],
+      rows: groups.map((g) =>
+        row(g.kind === 'spawner' ? `${g.label}: POST /v1/backends → Ready` : `${g.label} → Pod Ready`, g.rs),
+      ),
     },
   ];
   // Writes by resource, per backend (median over rounds).
@@ -364,30 +407,37 @@ function summarize(opts: SpawnPipelineOptions, rounds: RoundResult[]): Omit<Benc
   const per = (rs: RoundResult[], k: string) => median(rs.map((r) => (r.writes.find(([x]) => x === k)?.[1] ?? 0) / r.n));
   tables.push({
     title:
-      'API-server write requests per backend (per pair for raw) by verb and resource, from apiserver_request_total deltas, median over rounds',
-    columns: ['request', 'Spawner', 'raw'],
+      'API-server write requests per backend (per Pod or pair for raw) by verb and resource, from apiserver_request_total deltas, median over rounds',
+    columns: ['request', ...groups.map((g) => g.label)],
     rows: keys
-      .map((k) => [k, per(sp, k), per(raw, k)] as const)
-      .sort((a, b) => b[1] + b[2] - (a[1] + a[2]))
-      .map(([k, a, b]) => [k, fmt(a, 2), fmt(b, 2)]),
+      .map((k) => [k, ...groups.map((g) => per(g.rs, k))] as const)
+      .sort((a, b) => (b.slice(1) as number[]).reduce((x, y) => x + y, 0) - (a.slice(1) as number[]).reduce((x, y) => x + y, 0))
+      .map(([k, ...v]) => [k, ...v.map((x) => fmt(x, 2))]),
   });
-  const opW = (verb: string) => median(sp.map((r) => (r.spawnerWrites?.operator[verb] ?? 0) / r.n));
-  const opTotal = opW('POST') + opW('PUT') + opW('PATCH') + opW('DELETE');
+  const opW = (rs: RoundResult[], verb: string) => median(rs.map((r) => (r.spawnerWrites?.operator[verb] ?? 0) / r.n));
+  const opTotalOf = (rs: RoundResult[]) => opW(rs, 'POST') + opW(rs, 'PUT') + opW(rs, 'PATCH') + opW(rs, 'DELETE');
   tables.push({
     title: "Spawner's own writes per backend (operator: its spawner_kube_requests_total; API: its one create)",
     columns: ['writer', 'POST', 'PATCH', 'PUT', 'DELETE', 'total'],
-    rows: [
-      ['operator', fmt(opW('POST'), 2), fmt(opW('PATCH'), 2), fmt(opW('PUT'), 2), fmt(opW('DELETE'), 2), fmt(opTotal, 2)],
+    rows: spawnerGroups.flatMap((g) => [
+      [
+        `operator (serviceMode ${g.mode})`,
+        fmt(opW(g.rs, 'POST'), 2),
+        fmt(opW(g.rs, 'PATCH'), 2),
+        fmt(opW(g.rs, 'PUT'), 2),
+        fmt(opW(g.rs, 'DELETE'), 2),
+        fmt(opTotalOf(g.rs), 2),
+      ],
       ['API', '1.00', '0', '0', '0', '1.00'],
-      ['Spawner total', '', '', '', '', fmt(opTotal + 1, 2)],
-    ],
+      [`Spawner total (serviceMode ${g.mode})`, '', '', '', '', fmt(opTotalOf(g.rs) + 1, 2)],
+    ]),
   });
   const lat = (rs: RoundResult[], k: string) =>
     median(rs.map((r) => r.latency.find(([x]) => x === k)?.[2] ?? NaN).filter(Number.isFinite));
   tables.push({
     title:
       'Mean API-server latency per write request over the round (apiserver_request_duration_seconds), ms, median over rounds',
-    columns: ['request', 'Spawner', 'raw'],
+    columns: ['request', ...groups.map((g) => g.label)],
     rows: [
       'POST sessionlivedbackends',
       'POST pods',
@@ -397,73 +447,86 @@ function summarize(opts: SpawnPipelineOptions, rounds: RoundResult[]): Omit<Benc
       'POST events',
       'PATCH pods/status',
       'POST pods/binding',
-    ].map((k) => [k, fmt(lat(sp, k), 0), fmt(lat(raw, k), 0)]),
+    ].map((k) => [k, ...groups.map((g) => fmt(lat(g.rs, k), 0))]),
   });
-  const q = (f: (r: RoundResult) => [number, number] | undefined, i: 0 | 1) =>
-    fmtSpread(spread(sp.map((r) => f(r)?.[i] ?? NaN).filter(Number.isFinite)), (v) => fmt(v, 1));
+  const q = (rs: RoundResult[], f: (r: RoundResult) => [number, number] | undefined, i: 0 | 1) =>
+    fmtSpread(spread(rs.map((r) => f(r)?.[i] ?? NaN).filter(Number.isFinite)), (v) => fmt(v, 1));
   tables.push({
     title:
       "The operator's own latency, from its histograms (every reconcile of the round, not only the first of each backend), ms, median (min–max) over rounds",
     columns: ['what', 'p50', 'p99'],
-    rows: [
-      ['queue wait (event seen → reconcile starts)', q((r) => r.operatorQueueWaitMs, 0), q((r) => r.operatorQueueWaitMs, 1)],
-      ['reconcile (mostly waiting on the API server)', q((r) => r.reconcileMs, 0), q((r) => r.reconcileMs, 1)],
-    ],
+    rows: spawnerGroups.flatMap((g) => [
+      [
+        `queue wait (event seen → reconcile starts), serviceMode ${g.mode}`,
+        q(g.rs, (r) => r.operatorQueueWaitMs, 0),
+        q(g.rs, (r) => r.operatorQueueWaitMs, 1),
+      ],
+      [
+        `reconcile (mostly waiting on the API server), serviceMode ${g.mode}`,
+        q(g.rs, (r) => r.reconcileMs, 0),
+        q(g.rs, (r) => r.reconcileMs, 1),
+      ],
+    ]),
   });
   const eventKeys = [...new Set(rounds.flatMap((r) => Object.keys(r.events)))].sort();
   tables.push({
     title: 'Events in the namespace per backend (involved object, reason), median over rounds',
-    columns: ['event', 'Spawner', 'raw'],
-    rows: eventKeys.map((k) => [
-      k,
-      fmt(median(sp.map((r) => (r.events[k] ?? 0) / r.n)), 2),
-      fmt(median(raw.map((r) => (r.events[k] ?? 0) / r.n)), 2),
-    ]),
+    columns: ['event', ...groups.map((g) => g.label)],
+    rows: eventKeys.map((k) => [k, ...groups.map((g) => fmt(median(g.rs.map((r) => (r.events[k] ?? 0) / r.n)), 2))]),
   });
   tables.push({
-    title: 'Ratio: Spawner backends/s over raw Pod+Service pairs/s, same-round pairs',
+    title: "Ratio: Spawner backends/s over its raw baseline's per second (same service mode), same-round pairs",
     columns: ['ratio', 'median (min–max)'],
-    rows: [['Spawner / raw', fmtSpread(ratios, (v) => fmt(v, 2))]],
+    rows: spawnerGroups.map((g) => [`${g.label} / ${RAW_LABEL[g.mode]}`, fmtSpread(ratiosOf(g.mode), (v) => fmt(v, 2))]),
   });
-  const c2c = pooled(sp, (r) => r.createToConstructedMs);
-  const totalWrites = median(sp.map((r) => r.writesTotal / r.n));
-  const targets: TargetCheck[] = [
-    {
-      target: 'spawn rate vs raw Pod+Service rate',
-      goal: '≥ 0.5×',
-      measured: `${fmt(ratios.median, 2)}×`,
-      met: ratios.median >= 0.5,
-    },
-    {
-      target: 'API-server writes per backend to Ready (all writers)',
-      goal: '≤ 6',
-      measured: `${fmt(totalWrites, 1)} (Spawner's own: ${fmt(opTotal + 1, 1)}; raw pair: ${fmt(median(raw.map((r) => r.writesTotal / r.n)), 1)})`,
-      met: totalWrites <= 6,
-    },
-    {
-      target: `operator overhead create→Constructed p99 at ${opts.concurrency} concurrent spawns`,
-      goal: '≤ 100 ms',
-      measured: `${fmt(c2c.p99, 0)} ms (p50 ${fmt(c2c.p50, 0)})`,
-      met: c2c.p99 <= 100,
-    },
-    {
-      target: `operator's own queue wait p99 at ${opts.concurrency} concurrent spawns (its share of create→Constructed)`,
-      goal: '≤ 100 ms',
-      measured: `${fmt(median(sp.map((r) => r.operatorQueueWaitMs?.[1] ?? NaN)), 1)} ms`,
-      met: median(sp.map((r) => r.operatorQueueWaitMs?.[1] ?? NaN)) <= 100,
-    },
-  ];
+  const targets: TargetCheck[] = spawnerGroups.flatMap((g): TargetCheck[] => {
+    const ratios = ratiosOf(g.mode);
+    const c2c = pooled(g.rs, (r) => r.createToConstructedMs);
+    const totalWrites = median(g.rs.map((r) => r.writesTotal / r.n));
+    const raw = groups.find((x) => x.kind === 'raw' && x.mode === g.mode)!.rs;
+    const queueP99 = median(g.rs.map((r) => r.operatorQueueWaitMs?.[1] ?? NaN));
+    const suffix = opts.serviceModes.length > 1 ? ` (serviceMode ${g.mode})` : '';
+    return [
+      {
+        target: `spawn rate vs ${RAW_LABEL[g.mode]} rate${suffix}`,
+        goal: '≥ 0.5×',
+        measured: `${fmt(ratios.median, 2)}×`,
+        met: ratios.median >= 0.5,
+      },
+      {
+        target: `API-server writes per backend to Ready (all writers)${suffix}`,
+        goal: '≤ 6',
+        measured: `${fmt(totalWrites, 1)} (Spawner's own: ${fmt(opTotalOf(g.rs) + 1, 1)}; raw: ${fmt(median(raw.map((r) => r.writesTotal / r.n)), 1)})`,
+        met: totalWrites <= 6,
+      },
+      {
+        target: `operator overhead create→Constructed p99 at ${opts.concurrency} concurrent spawns${suffix}`,
+        goal: '≤ 100 ms',
+        measured: `${fmt(c2c.p99, 0)} ms (p50 ${fmt(c2c.p50, 0)})`,
+        met: c2c.p99 <= 100,
+      },
+      {
+        target: `operator's own queue wait p99 at ${opts.concurrency} concurrent spawns (its share of create→Constructed)${suffix}`,
+        goal: '≤ 100 ms',
+        measured: `${fmt(queueP99, 1)} ms`,
+        met: queueP99 <= 100,
+      },
+    ];
+  });
   return {
     benchmark: 'spawn-pipeline',
     settings: {
       ...opts,
       image: TEST_IMAGE,
-      services:
-        opts.serviceMode === 'None'
-          ? 'none (serviceMode None), Spawner and raw'
-          : opts.serviceMode === 'Headless'
-            ? 'headless (clusterIP: None), Spawner and raw'
-            : 'with a cluster IP, Spawner and raw',
+      services: opts.serviceModes
+        .map((m) =>
+          m === 'None'
+            ? 'none (serviceMode None), Spawner and raw'
+            : m === 'Headless'
+              ? 'headless (clusterIP: None), Spawner and raw'
+              : 'with a cluster IP, Spawner and raw',
+        )
+        .join('; '),
       components: 'operator and API as host processes (dist/), Pods through the e2e node agent',
     },
     tables,

@@ -29,14 +29,24 @@ export interface CreateFromImage extends CreateBackendCommon {
   args?: string[];
   resources?: ResourceRequirements;
   template?: never;
+  pool?: never;
 }
 
 export interface CreateFromTemplate extends CreateBackendCommon {
   template: BackendPodTemplate;
   image?: never;
+  pool?: never;
 }
 
-export type CreateBackendRequest = CreateFromImage | CreateFromTemplate;
+/** From a warm pool (SessionBackendPool): the pool's template and httpPort are the backend's. */
+export interface CreateFromPool extends Omit<CreateBackendCommon, 'httpPort'> {
+  pool: string;
+  image?: never;
+  template?: never;
+  httpPort?: never;
+}
+
+export type CreateBackendRequest = CreateFromImage | CreateFromTemplate | CreateFromPool;
 
 export interface Backend {
   name: string;

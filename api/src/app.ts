@@ -25,10 +25,12 @@ import type { AuthMode, RouteDef } from './routes/route-def';
 import { systemRoutes } from './routes/system-routes';
 import { v1Routes } from './routes/v1-routes';
 import { bodyValidator, queryValidator } from './schemas';
-import type { UseCaseDeps } from './use-cases/deps';
+import type { PoolReader, UseCaseDeps } from './use-cases/deps';
 
 export interface AppOptions {
   store: BackendStore;
+  /** Warm pools (Kubernetes mode); without it a create from a pool is refused. */
+  pools?: PoolReader;
   config: ApiConfig;
   auth: TokenVerifier;
   tokens: ConnectionTokens;
@@ -155,6 +157,7 @@ export function createApp(opts: AppOptions): express.Express {
   const { store, config, auth, tokens, metrics, logger } = opts;
   const deps: UseCaseDeps = {
     store,
+    pools: opts.pools,
     tokens,
     metrics,
     logger,

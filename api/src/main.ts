@@ -5,7 +5,9 @@
 import { ConfigError } from '../../common/src/config';
 import { errorMessage } from '../../common/src/errors';
 import { loadCredentials } from '../../common/src/kube/credentials';
+import type { SessionBackendPool } from '../../common/src/backend';
 import { HttpKubeClient } from '../../common/src/kube/http-client';
+import { POOLS } from '../../common/src/kube/resources';
 import { createLogger } from '../../common/src/logger';
 import { createRegistry } from '../../common/src/metrics';
 import { onShutdown } from '../../common/src/shutdown';
@@ -46,7 +48,9 @@ async function main(): Promise<void> {
   });
   await store.start();
 
-  const servers = await startServers({ store, config, auth, tokens, metrics, logger });
+  // Warm pools: one GET per create from a pool (its template, whenEmpty and readiness), no cache.
+  const pools = { get: (name: string) => client.get<SessionBackendPool>(POOLS, config.namespace, name) };
+  const servers = await startServers({ store, pools, config, auth, tokens, metrics, logger });
   // Rolling updates: stop being Ready, let endpoints update, stop accepting, give open WebSockets
   // and requests the grace, then close (terminationGracePeriodSeconds must exceed both delays).
   const delayMs = config.drainDelaySeconds * 1000;

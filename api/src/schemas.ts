@@ -45,7 +45,7 @@ const responses = (): Ajv => (responseAjv ??= plainAjv({ coerceTypes: false, use
 /** Friendlier words for a failed top-level oneOf, per definition. */
 const ONE_OF_MESSAGES: Record<string, string> = {
   CreateBackendRequest:
-    'give exactly one of "image" or "template"; "env", "command", "args" and "resources" go with "image" only',
+    'give exactly one of "image", "template" or "pool"; "env", "command", "args" and "resources" go with "image" only, "httpPort" not with "pool"',
 };
 
 function describe(

@@ -13,6 +13,7 @@ import type { TokenVerifier } from './bearer-auth';
 import type { ApiConfig } from './config';
 import type { ConnectionTokens } from './connection-tokens';
 import { EntryPoint } from './entry-point';
+import type { PoolReader } from './use-cases/deps';
 import type { ApiMetrics } from './metrics';
 
 export interface Servers {
@@ -44,6 +45,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 export interface StartOptions {
   store: BackendStore;
+  /** Warm pools (Kubernetes mode). */
+  pools?: PoolReader;
   config: ApiConfig;
   auth: TokenVerifier;
   tokens: ConnectionTokens;

@@ -7,16 +7,16 @@
  * someone else meanwhile is never hit) and the create is retried, a bounded number of times.
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import { newBackend, type SessionLivedBackend } from '../../../common/src/backend';
+import { newBackend, type SessionBackendPool, type SessionLivedBackend } from '../../../common/src/backend';
 import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
 import { sleep } from '../../../common/src/backoff';
 import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH, LABEL_KEY_HASH } from '../../../common/src/constants';
 import type { SessionLivedBackendSpec, EnvVar } from '../../../crd-schemas/generated/types';
 import { validateSpec } from '../../../crd-schemas/src/validators';
-import type { CreateBackendRequest, CreateFromImage } from '../../client/types';
+import type { CreateBackendRequest, CreateFromImage, CreateFromTemplate } from '../../client/types';
 import { BackendAlreadyExistsError } from '../backend-store';
 import { ANNOTATION_TOKEN_NONCE } from '../connection-tokens';
-import { ApiError, conflict, tooManyRequests, validationFailed } from '../errors';
+import { ApiError, badRequest, conflict, notFound, tooManyRequests, validationFailed } from '../errors';
 import { keyHash, keyName, normalizeKey, randomName } from '../names';
 import type { UseCaseDeps } from './deps';
 
@@ -37,22 +37,31 @@ export function toEnvList(env: CreateFromImage['env']): EnvVar[] | undefined {
   return Object.entries(env).map(([name, value]) => ({ name, value }));
 }
 
-export function buildSpec(req: CreateBackendRequest): SessionLivedBackendSpec {
-  const template = req.template
-    ? structuredClone(req.template)
-    : {
-        containers: [
-          {
-            name: APP_CONTAINER_NAME,
-            image: req.image,
-            ...(req.env !== undefined ? { env: toEnvList(req.env) } : {}),
-            ...(req.command !== undefined ? { command: req.command } : {}),
-            ...(req.args !== undefined ? { args: req.args } : {}),
-            ...(req.resources !== undefined ? { resources: req.resources } : {}),
-          },
-        ],
-      };
+function templateOf(req: CreateFromImage | CreateFromTemplate): SessionLivedBackendSpec['template'] {
+  if (req.template) return structuredClone(req.template);
+  return {
+    containers: [
+      {
+        name: APP_CONTAINER_NAME,
+        image: req.image,
+        ...(req.env !== undefined ? { env: toEnvList(req.env) } : {}),
+        ...(req.command !== undefined ? { command: req.command } : {}),
+        ...(req.args !== undefined ? { args: req.args } : {}),
+        ...(req.resources !== undefined ? { resources: req.resources } : {}),
+      },
+    ],
+  };
+}
+
+/** The backend's spec; from a pool (`req.pool`, resolved by the caller), the pool's template. */
+export function buildSpec(req: CreateBackendRequest, pool?: SessionBackendPool): SessionLivedBackendSpec {
+  const template = pool ? structuredClone(pool.spec.template) : templateOf(req as CreateFromImage | CreateFromTemplate);
   const spec: SessionLivedBackendSpec = { template };
+  if (pool) {
+    // The pool's template, so a cold start is always possible; the operator claims a warm Pod.
+    spec.poolRef = { name: pool.metadata.name as string };
+    if (pool.spec.httpPort !== undefined) spec.httpPort = pool.spec.httpPort;
+  }
   if (req.httpPort !== undefined) spec.httpPort = req.httpPort;
   if (req.gracePeriodSeconds !== undefined) spec.gracePeriodSeconds = req.gracePeriodSeconds;
   if (req.maxLifetimeSeconds !== undefined) spec.maxLifetimeSeconds = req.maxLifetimeSeconds;
@@ -68,7 +77,12 @@ export function buildSpec(req: CreateBackendRequest): SessionLivedBackendSpec {
   return spec;
 }
 
-export function buildBackend(deps: UseCaseDeps, name: string, req: CreateBackendRequest): SessionLivedBackend {
+export function buildBackend(
+  deps: UseCaseDeps,
+  name: string,
+  req: CreateBackendRequest,
+  pool?: SessionBackendPool,
+): SessionLivedBackend {
   const namespace = deps.store.namespace;
   const labels: Record<string, string> = { ...(req.labels ?? {}) };
   const issued = deps.tokens.issue(namespace, name);
@@ -81,7 +95,7 @@ export function buildBackend(deps: UseCaseDeps, name: string, req: CreateBackend
     annotations[ANNOTATION_KEY] = normalizeKey(req.key);
   }
   const meta: Partial<V1ObjectMeta> = { labels, annotations };
-  return newBackend(name, namespace, buildSpec(req), meta);
+  return newBackend(name, namespace, buildSpec(req, pool), meta);
 }
 
 const isLive = (b: SessionLivedBackend): boolean => !isTerminal(phaseOf(b)) && !b.metadata.deletionTimestamp;
@@ -108,11 +122,33 @@ function checkKey(existing: SessionLivedBackend, key: string): void {
   }
 }
 
+/**
+ * The pool a create names, read fresh (one GET): 400 without pools (local mode), 404 when missing,
+ * and 429 with Retry-After when its whenEmpty is Reject and its status shows no ready Pod. That
+ * status is the operator's last count: a create it lets through can still find the pool empty
+ * (concurrent claims), and the backend is then Failed with reason PoolEmpty by the operator.
+ */
+async function resolvePool(deps: UseCaseDeps, req: CreateBackendRequest): Promise<SessionBackendPool | undefined> {
+  if (req.pool === undefined) return undefined;
+  if (!deps.pools) throw badRequest('warm pools are not available in this mode', { pool: req.pool });
+  const pool = await deps.pools.get(req.pool);
+  if (!pool) throw notFound(`pool "${req.pool}"`);
+  if ((pool.spec.whenEmpty ?? 'ColdStart') === 'Reject' && (pool.status?.readyReplicas ?? 0) === 0) {
+    deps.metrics.rateLimited.inc({ limit: 'pool' });
+    throw tooManyRequests('pool', POOL_EMPTY_RETRY_AFTER_SECONDS, `pool "${req.pool}" has no ready Pod (whenEmpty: Reject)`);
+  }
+  return pool;
+}
+
+/** Retry-After for a Reject pool with no ready Pod: about how long a refill takes. */
+const POOL_EMPTY_RETRY_AFTER_SECONDS = 2;
+
 async function createWithRandomName(deps: UseCaseDeps, req: CreateBackendRequest): Promise<CreateResult> {
   admit(deps);
+  const pool = await resolvePool(deps, req);
   for (let attempt = 0; ; attempt++) {
     try {
-      const backend = await deps.store.create(buildBackend(deps, randomName(), req));
+      const backend = await deps.store.create(buildBackend(deps, randomName(), req, pool));
       deps.metrics.backendsCreated.inc();
       return { backend, created: true };
     } catch (err) {
@@ -132,6 +168,7 @@ async function getOrCreate(deps: UseCaseDeps, req: CreateBackendRequest & { key:
     return { backend: cached, created: false };
   }
   let admitted = false;
+  let pool: SessionBackendPool | undefined;
   for (let attempt = 0; attempt < KEYED_ATTEMPTS; attempt++) {
     if (!admitted) {
       try {
@@ -146,9 +183,15 @@ async function getOrCreate(deps: UseCaseDeps, req: CreateBackendRequest & { key:
         }
         throw err;
       }
+      try {
+        pool = await resolvePool(deps, req);
+      } catch (err) {
+        deps.limits.bucket.refund();
+        throw err;
+      }
     }
     try {
-      const backend = await store.create(buildBackend(deps, name, req));
+      const backend = await store.create(buildBackend(deps, name, req, pool));
       deps.metrics.backendsCreated.inc();
       return { backend, created: true };
     } catch (err) {

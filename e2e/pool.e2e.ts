@@ -1,0 +1,206 @@
+/**
+ * Warm pools (SPEC section 12, issue 16) on the real control plane: a SessionBackendPool keeps
+ * started, unassigned Pods; a backend created from it through the API claims one (one Pod write
+ * moving the controller ownerReference) and is Ready at once, served through the entry point; the
+ * pool refills. An empty pool starts cold (ColdStart, and says so) or answers 429 (Reject). A
+ * template change replaces the unclaimed Pods only. The operator runs with --service-mode=None,
+ * as pool Pods have no Service.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import type { SessionBackendPool, SessionLivedBackend } from '../common/src/backend';
+import { LABEL_POOL_TEMPLATE_HASH, POOL_API_VERSION, POOL_KIND } from '../common/src/constants';
+import { BACKENDS, PODS, POOLS } from '../common/src/kube/resources';
+import { TEST_IMAGE } from './support/backends';
+import { adminClient, describeWithAgent, useNamespace, waitFor } from './support/cluster';
+import { E2E_API_TOKEN, startApi, startComponent, stopAll, type Component } from './support/components';
+import { writeFigures } from './support/faults';
+
+jest.setTimeout(240_000);
+
+describeWithAgent('pool', () => {
+  const ns = useNamespace('pool');
+  let operator: Component;
+  let api: Component;
+  let base: string;
+  const auth = { authorization: `Bearer ${E2E_API_TOKEN}` };
+  const kube = () => adminClient();
+
+  beforeAll(async () => {
+    operator = await startComponent('operator', [`--namespaces=${ns.name}`, '--service-mode=None']);
+    api = await startApi(ns.name);
+    base = `http://127.0.0.1:${api.port}`;
+  });
+  afterAll(() => stopAll([api, operator]));
+
+  const poolManifest = (name: string, spec: Partial<SessionBackendPool['spec']> = {}): SessionBackendPool => ({
+    apiVersion: POOL_API_VERSION,
+    kind: POOL_KIND,
+    metadata: { name, namespace: ns.name },
+    spec: { template: { containers: [{ name: 'app', image: TEST_IMAGE }] }, replicas: 2, ...spec },
+  });
+
+  const getPool = (name: string) => kube().get<SessionBackendPool>(POOLS, ns.name, name);
+  const getBackend = (name: string) => kube().get<SessionLivedBackend>(BACKENDS, ns.name, name);
+  const poolPods = async (pool: SessionBackendPool): Promise<V1Pod[]> =>
+    (await kube().list<V1Pod & { metadata: object }>(PODS, ns.name, {})).items.filter((p) =>
+      p.metadata?.ownerReferences?.some((r) => r.controller && r.uid === pool.metadata.uid),
+    );
+  const waitReady = (name: string, n: number, timeoutMs = 120_000) =>
+    waitFor(
+      async () => {
+        const p = await getPool(name);
+        return p?.status?.readyReplicas === n && p.status.replicas === n ? p : undefined;
+      },
+      { description: `pool ${name} to have ${n} ready Pods`, timeoutMs, intervalMs: 100 },
+    );
+
+  const create = (body: Record<string, unknown>) =>
+    fetch(`${base}/v1/backends`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify(body),
+    });
+
+  /** POST, then poll the backend until Ready: create→Ready as a client sees it (ms). */
+  async function createReady(
+    body: Record<string, unknown>,
+  ): Promise<{ name: string; url: string; ms: number; backend: SessionLivedBackend }> {
+    const t0 = performance.now();
+    const res = await create(body);
+    expect(res.status).toBe(201);
+    const created = (await res.json()) as { name: string; url: string };
+    const backend = await waitFor(
+      async () => {
+        const b = await getBackend(created.name);
+        return b?.status?.phase === 'Ready' ? b : undefined;
+      },
+      { description: `backend ${created.name} Ready`, timeoutMs: 120_000, intervalMs: 10 },
+    );
+    return { ...created, ms: Math.round(performance.now() - t0), backend };
+  }
+
+  test('pool: warm claim — a backend from a pool is Ready at once, serves through the entry point, and the pool refills', async () => {
+    const pool = await kube().create<SessionBackendPool>(POOLS, ns.name, poolManifest('warm'));
+    await waitReady('warm', 2);
+    const before = new Set((await poolPods(pool)).map((p) => p.metadata?.uid));
+
+    const warm: number[] = [];
+    const first = await createReady({ pool: 'warm', gracePeriodSeconds: 120 });
+    warm.push(first.ms);
+    const b = first.backend;
+    expect(b.status).toMatchObject({ launch: 'Warm', ready: true });
+    expect(b.spec.poolRef).toEqual({ name: 'warm' });
+    expect(before.has(b.status?.podUID)).toBe(true);
+    // The claimed Pod: controlled by the backend now, not the pool; named in the status.
+    const pod = (await kube().get<V1Pod & { metadata: object }>(PODS, ns.name, b.status?.podName as string))!;
+    expect(pod.metadata?.uid).toBe(b.status?.podUID);
+    expect(pod.metadata?.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'SessionLivedBackend', uid: b.metadata.uid, controller: true }),
+    ]);
+
+    // Served through the entry point, with the backend's identity headers.
+    const url = new URL(first.url);
+    url.pathname = `${url.pathname.replace(/\/?$/, '/')}echo`;
+    const echoed = await fetch(url);
+    expect(echoed.status).toBe(200);
+    const seen = (await echoed.json()) as { headers: Record<string, string> };
+    expect(seen.headers['x-spawner-backend']).toBe(first.name);
+
+    // The pool refills: two unclaimed, ready Pods again, none of them the claimed one.
+    const refilled = await waitReady('warm', 2, 60_000);
+    const unclaimed = await poolPods(refilled);
+    expect(unclaimed.map((p) => p.metadata?.uid)).not.toContain(pod.metadata?.uid);
+
+    // More warm claims, one at a time, each after the refill; and cold starts for comparison.
+    for (let i = 0; i < 3; i++) {
+      const r = await createReady({ pool: 'warm', gracePeriodSeconds: 120 });
+      expect(r.backend.status?.launch).toBe('Warm');
+      warm.push(r.ms);
+      await waitReady('warm', 2, 60_000);
+    }
+    const cold: number[] = [];
+    for (let i = 0; i < 2; i++) cold.push((await createReady({ image: TEST_IMAGE, gracePeriodSeconds: 120 })).ms);
+    const sorted = (xs: number[]) => [...xs].sort((x, y) => x - y);
+    writeFigures('pool-warm-claim', {
+      'warm create→Ready ms (POST sent → backend Ready seen, polled every 10 ms)': sorted(warm),
+      'cold create→Ready ms (image, no pool)': sorted(cold),
+      'warm median ms': sorted(warm)[Math.floor(warm.length / 2)],
+      'cold median ms': sorted(cold)[Math.floor(cold.length / 2)],
+    });
+    expect(Math.max(...warm)).toBeLessThan(Math.min(...cold));
+  });
+
+  test('pool: empty pool — ColdStart falls back and says so; Reject answers 429 with Retry-After', async () => {
+    await kube().create(POOLS, ns.name, poolManifest('empty-cold', { replicas: 0, whenEmpty: 'ColdStart' }));
+    await kube().create(POOLS, ns.name, poolManifest('empty-reject', { replicas: 0, whenEmpty: 'Reject' }));
+    await waitFor(async () => (await getPool('empty-reject'))?.status?.observedGeneration === 1, {
+      description: 'empty-reject observed',
+    });
+    await waitFor(async () => (await getPool('empty-cold'))?.status?.observedGeneration === 1, {
+      description: 'empty-cold observed',
+    });
+
+    const cold = await createReady({ pool: 'empty-cold', gracePeriodSeconds: 60 });
+    expect(cold.backend.status).toMatchObject({ launch: 'Cold', launchReason: 'PoolEmpty', podName: cold.name });
+
+    const res = await create({ pool: 'empty-reject' });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.message).toContain('empty-reject');
+
+    const missing = await create({ pool: 'no-such-pool' });
+    expect(missing.status).toBe(404);
+    writeFigures('pool-empty', {
+      'cold fallback create→Ready ms': cold.ms,
+      'Reject status': res.status,
+      'Retry-After': res.headers.get('retry-after'),
+    });
+  });
+
+  test('pool: template change replaces unclaimed Pods and leaves claimed ones alone', async () => {
+    await kube().create(POOLS, ns.name, poolManifest('tpl'));
+    await waitReady('tpl', 2);
+    const claimed = await createReady({ pool: 'tpl', gracePeriodSeconds: 120 });
+    expect(claimed.backend.status?.launch).toBe('Warm');
+    const pool = await waitReady('tpl', 2, 60_000);
+    const oldHash = (await poolPods(pool))[0].metadata?.labels?.[LABEL_POOL_TEMPLATE_HASH];
+    const oldUids = new Set((await poolPods(pool)).map((p) => p.metadata?.uid));
+
+    const t0 = performance.now();
+    await kube().patch(
+      POOLS,
+      ns.name,
+      'tpl',
+      { spec: { template: { containers: [{ name: 'app', image: TEST_IMAGE, env: [{ name: 'VERSION', value: '2' }] }] } } },
+      'merge',
+    );
+    const replaced = await waitFor(
+      async () => {
+        const p = await getPool('tpl');
+        if (!p || p.status?.observedGeneration !== p.metadata.generation || p.status?.readyReplicas !== 2) return undefined;
+        const pods = (await poolPods(p)).filter((x) => !x.metadata?.deletionTimestamp);
+        const fresh = pods.every(
+          (x) => !oldUids.has(x.metadata?.uid) && x.metadata?.labels?.[LABEL_POOL_TEMPLATE_HASH] !== oldHash,
+        );
+        return pods.length === 2 && fresh ? pods : undefined;
+      },
+      { description: 'unclaimed Pods replaced', timeoutMs: 120_000, intervalMs: 200 },
+    );
+    const replacedMs = Math.round(performance.now() - t0);
+    expect(replaced).toHaveLength(2);
+
+    // The claimed Pod and its backend: untouched, still Ready, still serving.
+    const pod = await kube().get<V1Pod & { metadata: object }>(PODS, ns.name, claimed.backend.status?.podName as string);
+    expect(pod?.metadata?.uid).toBe(claimed.backend.status?.podUID);
+    expect(pod?.metadata?.deletionTimestamp).toBeUndefined();
+    expect((await getBackend(claimed.name))?.status?.phase).toBe('Ready');
+    expect((await fetch(claimed.url)).status).toBe(200);
+    // New claims get the new template.
+    const next = await createReady({ pool: 'tpl', gracePeriodSeconds: 60 });
+    expect(next.backend.status?.launch).toBe('Warm');
+    const nextPod = await kube().get<V1Pod & { metadata: object }>(PODS, ns.name, next.backend.status?.podName as string);
+    expect(nextPod?.spec?.containers[0].env).toContainEqual({ name: 'VERSION', value: '2' });
+    writeFigures('pool-template-change', { 'template change → 2 new unclaimed Pods ready, ms': replacedMs });
+  });
+});

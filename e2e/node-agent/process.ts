@@ -106,13 +106,22 @@ export class ContainerProcess {
     return new ContainerProcess(spec, started.pid, spawnedAt, exited);
   }
 
+  /**
+   * Every process of the container gets the signal once, as a container runtime sends it: the
+   * cgroup's members when there is a cgroup (whatever they forked, in any group), else the
+   * container's process group. (Both at once would deliver it twice to the app.)
+   */
   signal(sig: NodeJS.Signals): void {
-    for (const pid of this.members()) {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // gone
+    const members = this.cgroupMembers();
+    if (members !== undefined) {
+      for (const pid of members) {
+        try {
+          process.kill(pid, sig);
+        } catch {
+          // gone
+        }
       }
+      return;
     }
     if (this.pid <= 0) return;
     try {
@@ -122,16 +131,13 @@ export class ContainerProcess {
     }
   }
 
-  /** Everything in the container's cgroup (the app and whatever it forked), else just the app. */
-  members(): number[] {
-    if (this.spec.cgroup) {
-      try {
-        return readFileSync(join(this.spec.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-      } catch {
-        // no cgroup
-      }
+  private cgroupMembers(): number[] | undefined {
+    if (!this.spec.cgroup) return undefined;
+    try {
+      return readFileSync(join(this.spec.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+    } catch {
+      return undefined; // no cgroup (any more): the group it is
     }
-    return [this.pid];
   }
 
   /** After exit: kill stragglers and remove the cgroup. */

@@ -9,13 +9,16 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SessionBackendPool, SessionLivedBackend } from '../common/src/backend';
 import { LABEL_POOL_TEMPLATE_HASH, POOL_API_VERSION, POOL_KIND } from '../common/src/constants';
+import { Informer } from '../common/src/kube/informer';
 import { BACKENDS, PODS, POOLS } from '../common/src/kube/resources';
+import type { KubeObject } from '../common/src/kube/types';
+import { silentLogger } from '../common/src/logger';
 import { TEST_IMAGE } from './support/backends';
 import { adminClient, describeWithAgent, useNamespace, waitFor } from './support/cluster';
 import { E2E_API_TOKEN, startApi, startComponent, stopAll, type Component } from './support/components';
-import { writeFigures } from './support/faults';
+import { sleep, writeFigures } from './support/faults';
 
-jest.setTimeout(240_000);
+jest.setTimeout(480_000);
 
 describeWithAgent('pool', () => {
   const ns = useNamespace('pool');
@@ -202,5 +205,122 @@ describeWithAgent('pool', () => {
     const nextPod = await kube().get<V1Pod & { metadata: object }>(PODS, ns.name, next.backend.status?.podName as string);
     expect(nextPod?.spec?.containers[0].env).toContainEqual({ name: 'VERSION', value: '2' });
     writeFigures('pool-template-change', { 'template change → 2 new unclaimed Pods ready, ms': replacedMs });
+  });
+});
+
+describeWithAgent('pool (operator killed)', () => {
+  const ns = useNamespace('pool-kill');
+  let operator: Component | undefined;
+  afterAll(() => operator?.stop());
+
+  test('pool: no double claim — 60 concurrent claims against a pool of 30 while the operator is SIGKILLed repeatedly', async () => {
+    const N = 60;
+    const POOL = 30;
+    const kube = adminClient();
+    const start = () =>
+      startComponent('operator', [`--namespaces=${ns.name}`, '--service-mode=None', '--concurrency=16'], {
+        logName: 'pool-kill-operator',
+      });
+    operator = await start();
+    const pool = await kube.create<SessionBackendPool>(POOLS, ns.name, {
+      apiVersion: POOL_API_VERSION,
+      kind: POOL_KIND,
+      metadata: { name: 'big', namespace: ns.name },
+      spec: { template: { containers: [{ name: 'app', image: TEST_IMAGE }] }, replicas: POOL, whenEmpty: 'ColdStart' },
+    });
+    await waitFor(async () => ((await kube.get<SessionBackendPool>(POOLS, ns.name, 'big'))?.status?.readyReplicas ?? 0) >= POOL, {
+      description: `${POOL} ready pool Pods`,
+      timeoutMs: 240_000,
+      intervalMs: 500,
+    });
+
+    // Every controller a Pod ever had, from a watch (every event, not samples).
+    const controllers = new Map<string, Set<string>>();
+    const note = (p: V1Pod): void => {
+      const uid = p.metadata?.uid as string;
+      const ref = p.metadata?.ownerReferences?.find((r) => r.controller);
+      if (!ref || ref.kind !== 'SessionLivedBackend') return;
+      const seen = controllers.get(uid) ?? new Set<string>();
+      seen.add(ref.uid);
+      controllers.set(uid, seen);
+    };
+    const watch = new Informer<V1Pod & KubeObject>(kube, PODS, { onUpsert: note, onDelete: note }, silentLogger, {
+      namespace: ns.name,
+    });
+    watch.start();
+    await watch.waitForSync();
+
+    const t0 = Date.now();
+    const kills: number[] = [];
+    let done = false;
+    const killer = (async () => {
+      while (!done && Date.now() - t0 < 120_000) {
+        await sleep(700 + (kills.length % 3) * 500);
+        if (done) break;
+        await operator!.kill();
+        kills.push(Date.now() - t0);
+        await sleep(300);
+        operator = await start();
+      }
+    })();
+
+    const names = Array.from({ length: N }, (_, i) => `claim-${String(i).padStart(2, '0')}`);
+    await Promise.all(
+      names.map((name) =>
+        kube.create(BACKENDS, ns.name, {
+          apiVersion: 'spawner.dev/v1',
+          kind: 'SessionLivedBackend',
+          metadata: { name, namespace: ns.name },
+          spec: { template: pool.spec.template, poolRef: { name: 'big' }, gracePeriodSeconds: 600 },
+        }),
+      ),
+    );
+    let all: SessionLivedBackend[] = [];
+    try {
+      all = await waitFor(
+        async () => {
+          const items = (await kube.list<SessionLivedBackend>(BACKENDS, ns.name, {})).items;
+          return items.length === N && items.every((b) => b.status?.phase === 'Ready') ? items : undefined;
+        },
+        { description: `all ${N} backends Ready`, timeoutMs: 300_000, intervalMs: 1000 },
+      );
+    } finally {
+      done = true;
+      await killer;
+    }
+    const allReadyMs = Date.now() - t0;
+    await sleep(2000); // a late double claim would show now
+    await watch.stop();
+
+    const pods = (await kube.list<V1Pod & KubeObject>(PODS, ns.name, {})).items.filter((p) => !p.metadata?.deletionTimestamp);
+    const backendUids = new Set(all.map((b) => b.metadata.uid));
+    // Every backend: exactly one Pod controlled by it, the one its status names.
+    for (const b of all) {
+      const owned = pods.filter((p) => p.metadata?.ownerReferences?.some((r) => r.uid === b.metadata.uid));
+      expect({ backend: b.metadata.name, pods: owned.map((p) => p.metadata?.uid) }).toEqual({
+        backend: b.metadata.name,
+        pods: [b.status?.podUID],
+      });
+    }
+    expect(new Set(all.map((b) => b.status?.podUID)).size).toBe(N);
+    // Every Pod served at most one backend, ever; no orphan: each is a live backend's or the pool's.
+    const doubles = [...controllers.entries()].filter(([, s]) => s.size > 1);
+    expect(doubles).toEqual([]);
+    const orphans = pods.filter((p) => {
+      const ref = p.metadata?.ownerReferences?.find((r) => r.controller);
+      return !ref || (ref.kind === 'SessionLivedBackend' ? !backendUids.has(ref.uid) : ref.uid !== pool.metadata.uid);
+    });
+    expect(orphans.map((p) => p.metadata?.name)).toEqual([]);
+    const warm = all.filter((b) => b.status?.launch === 'Warm').length;
+    writeFigures('pool-no-double-claim', {
+      backends: N,
+      pool: POOL,
+      kills: kills.length,
+      killTimesMs: kills,
+      warm,
+      cold: N - warm,
+      allReadySeconds: allReadyMs / 1000,
+      podsAtEnd: pods.length,
+    });
   });
 });

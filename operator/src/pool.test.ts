@@ -296,6 +296,12 @@ describe('warm pools: the operator against the in-memory API', () => {
       .slice(writesBefore)
       .filter((w) => w.name === pod.metadata?.name);
     expect(claimWrites.map((w) => w.verb)).toEqual(['patch']);
+    // The API writes of the claim (Events apart): the Pod patch, one status write, the node label.
+    const backendWrites = kube
+      .writes('sessionlivedbackends')
+      .filter((w) => w.name === 'b1' && w.verb !== 'create')
+      .map((w) => `${w.verb}${w.subresource ? `/${w.subresource}` : ''}`);
+    expect(backendWrites.sort()).toEqual(['patch', 'patch/status']);
     expect(kube.all<V1Service>(SERVICES)).toHaveLength(0);
 
     await waitFor(() => readyCount() === 3 && pool()?.status?.replicas === 3, { description: 'refilled' });

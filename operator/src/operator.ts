@@ -207,12 +207,25 @@ export class SpawnerOperator extends Operator implements ObjectCache {
     for (const ns of this.config.namespaces) yield* this.informer<SessionLivedBackend>(PLURAL, ns)?.list() ?? [];
   }
 
+  /**
+   * The caches readiness waits for. Pools are not among them: after a `helm upgrade` (which never
+   * installs new CRDs) the pool CRD may be missing, and backends must go on without it; a backend
+   * from a pool waits while its namespace's pools are not synced (`poolsSynced`).
+   */
+  private required(): Array<Informer<KubeObject>> {
+    return [...this.informers.entries()].filter(([k]) => !k.startsWith(`${POOL_PLURAL}/`)).map(([, i]) => i);
+  }
+
   get synced(): boolean {
-    return [...this.informers.values()].every((i) => i.hasSynced);
+    return this.required().every((i) => i.hasSynced);
   }
 
   async waitForSync(): Promise<void> {
-    await Promise.all([...this.informers.values()].map((i) => i.waitForSync()));
+    await Promise.all(this.required().map((i) => i.waitForSync()));
+  }
+
+  poolsSynced(namespace: string): boolean {
+    return this.informer(POOL_PLURAL, namespace)?.hasSynced ?? false;
   }
 
   /**

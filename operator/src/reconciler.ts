@@ -39,6 +39,8 @@ export interface ObjectCache {
   pool(namespace: string, name: string): SessionBackendPool | undefined;
   /** Every Spawner Pod of the namespace. */
   pods(namespace: string): Iterable<V1Pod>;
+  /** Whether the namespace's pools are cached (absent: always). */
+  poolsSynced?(namespace: string): boolean;
 }
 
 /** How long a Pod this operator claimed (or lost a claim on) is not offered again from a stale cache. */
@@ -117,6 +119,8 @@ export class Reconciler {
       const found = await this.poolPod(backend, pod);
       if (found === 'stop') return { requeueAfterMs: 250 };
       pod = found;
+      // Not knowing the pools yet (a restart, a pool CRD not installed) is not "no such pool".
+      if (!pod && this.cache.poolsSynced?.(namespace) === false) return { requeueAfterMs: 500 };
       if (!pod) pool = this.poolInput(backend);
     }
     const service = this.cache.service(namespace, name);

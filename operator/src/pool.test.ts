@@ -14,6 +14,7 @@ import {
   POOL_KIND,
   SIDECAR_CONTAINER,
 } from '../../common/src/constants';
+import { KubeApiError } from '../../common/src/errors';
 import { FakeKubeClient } from '../../common/src/kube/fake-client';
 import { BACKENDS, PODS, POOLS, SERVICES } from '../../common/src/kube/resources';
 import { phaseOf } from '../../common/src/lifecycle';
@@ -369,5 +370,54 @@ describe('warm pools: the operator against the in-memory API', () => {
     }
     expect(new Set(backends.map((b) => b.status?.podUID)).size).toBe(12);
     expect(backends.filter((b) => b.status?.launch === 'Warm').length).toBeGreaterThanOrEqual(6);
+  });
+});
+
+describe('warm pools: without the pool CRD (a helm upgrade installs no new CRD)', () => {
+  it('the operator is ready and reconciles backends; one from a pool waits instead of starting cold', async () => {
+    const fake = new FakeKubeClient();
+    // The API server without the pool resource: every list of pools is a 404.
+    const kube = new Proxy(fake, {
+      get(target, prop, receiver) {
+        if (prop === 'list') {
+          return (type: { plural: string }, ...rest: unknown[]) =>
+            type.plural === POOLS.plural
+              ? Promise.reject(new KubeApiError(404, 'NotFound', 'the server could not find the requested resource'))
+              : (target.list as (...a: unknown[]) => unknown)(type, ...rest);
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as FakeKubeClient;
+    const metrics = createOperatorMetrics(
+      createRegistry('operator', false),
+      () => [],
+      () => 0,
+    );
+    const op = new SpawnerOperator(new KubeConfig(), kube, { ...testConfig, serviceMode: 'None' }, metrics, silentLogger);
+    try {
+      await op.start();
+      await op.activate();
+      expect(op.synced).toBe(true);
+      const spec = { template: { containers: [{ name: 'app', image: 'spawner-test-app' }] } };
+      await fake.create(BACKENDS, NS, {
+        apiVersion: 'spawner.dev/v1',
+        kind: 'SessionLivedBackend',
+        metadata: { name: 'plain', namespace: NS },
+        spec,
+      });
+      await fake.create(BACKENDS, NS, {
+        apiVersion: 'spawner.dev/v1',
+        kind: 'SessionLivedBackend',
+        metadata: { name: 'pooled', namespace: NS },
+        spec: { ...spec, poolRef: { name: 'warm' } },
+      });
+      await waitFor(() => fake.peek<SessionLivedBackend>(BACKENDS, NS, 'plain')?.status?.phase === 'Constructed');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fake.peek<SessionLivedBackend>(BACKENDS, NS, 'pooled')?.status).toBeUndefined();
+      expect(fake.peek(PODS, NS, 'pooled')).toBeUndefined();
+    } finally {
+      await op.shutdown();
+    }
   });
 });

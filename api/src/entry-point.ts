@@ -221,14 +221,7 @@ export class EntryPoint implements RelayPolicy {
         }
       }
     }
-    this.resolve(request, route, ticket).then(
-      (decision) => ticket.decide(decision),
-      (err: unknown) => {
-        const e = toApiError(err);
-        if (e.status === 500) this.opts.logger.error('entry point failure', { error: err });
-        ticket.decide({ kind: 'answer', answer: errorAnswer(e) });
-      },
-    );
+    this.decideLater(request, route, ticket);
     return undefined;
   }
 
@@ -255,10 +248,7 @@ export class EntryPoint implements RelayPolicy {
     const parsed = this.route(request.parsed, request.upgrade);
     if (parsed.kind !== 'route' || now - since >= config.holdTimeoutMs) return { kind: 'answer', answer: unreachable() };
     const timer = setTimeout(() => {
-      this.resolve(request, parsed.route, ticket).then(
-        (decision) => ticket.decide(decision),
-        (err: unknown) => ticket.decide({ kind: 'answer', answer: errorAnswer(err) }),
-      );
+      this.decideLater(request, parsed.route, ticket);
     }, REFUSED_RETRY_MS);
     ticket.onAbandon(() => clearTimeout(timer));
     return undefined;
@@ -304,6 +294,18 @@ export class EntryPoint implements RelayPolicy {
     }
     if (path === '/healthz' && !upgrade) return { kind: 'health' };
     return { kind: 'none' };
+  }
+
+  /** Resolves the request off the hot path; an error becomes its answer. */
+  private decideLater(request: RequestView, route: Route, ticket: Ticket): void {
+    this.resolve(request, route, ticket).then(
+      (decision) => ticket.decide(decision),
+      (err: unknown) => {
+        const e = toApiError(err);
+        if (e.status === 500) this.opts.logger.error('entry point failure', { error: err });
+        ticket.decide({ kind: 'answer', answer: errorAnswer(e) });
+      },
+    );
   }
 
   /** The backend's sidecar and the head to send it; holds while the backend is not Ready. */

@@ -215,6 +215,11 @@ cmd_up() {
 
   if any_alive; then
     load_env
+    # The node agent runs the chart's images as this checkout's dist/: another checkout's cluster
+    # would run that checkout's code under this one's tests (a fresh clone once failed so).
+    if [ "${CHECKOUT:-}" != "$ROOT" ]; then
+      die "the cluster running from $STATE was started by another checkout (${CHECKOUT:-unknown}); stop it there ('bash e2e/cluster.sh down') or set SPAWNER_E2E_DIR"
+    fi
     if all_alive && api_get /readyz >/dev/null 2>&1; then
       log "a cluster is already running from $STATE; reusing it"
       echo "$STATE/admin.kubeconfig"
@@ -249,6 +254,7 @@ cmd_up() {
   ETCD_PORT="${SPAWNER_E2E_ETCD_PORT:-$p2}"
   ETCD_PEER_PORT="${SPAWNER_E2E_ETCD_PEER_PORT:-$p3}"
   cat >"$STATE/cluster.env" <<EOF
+CHECKOUT=$ROOT
 BIN=$BIN
 API_PORT=$API_PORT
 ETCD_PORT=$ETCD_PORT

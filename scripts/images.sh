@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-NODE_VERSION=24.22.3 # Node.js 24 LTS (docs/adr/0009-node-runtime.md); the npm registry's node-linux-<arch>
+NODE_VERSION=$(bash scripts/node-runtime.sh version)
 SUITE=bookworm
 MIRROR=${SPAWNER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SPAWNER_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -72,21 +72,8 @@ image_size() {
 
 cmd_bundle() { node scripts/bundle.mjs "$@" --out "$OUT"; }
 
-# The node binary from the npm registry (npm checks the package's integrity), cached.
-node_binary() {
-  local arch dir
-  arch=$(node_arch)
-  dir="$CACHE/node/node-linux-$arch-$NODE_VERSION"
-  if [ ! -x "$dir/bin/node" ]; then
-    log "fetching node-linux-$arch@$NODE_VERSION from the npm registry"
-    local tmp
-    tmp=$(mktemp -d)
-    (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null) || die "npm pack node-linux-$arch@$NODE_VERSION failed"
-    mkdir -p "$tmp/x" && tar -xzf "$tmp"/node-linux-*.tgz -C "$tmp/x" package/bin/node package/LICENSE
-    mkdir -p "$(dirname "$dir")" && rm -rf "$dir" && mv "$tmp/x/package" "$dir" && rm -rf "$tmp"
-  fi
-  echo "$dir"
-}
+# The node binary: scripts/node-runtime.sh, the one home of the version and the fetch.
+node_binary() { bash "$ROOT/scripts/node-runtime.sh" dir; }
 
 # The base image (when SPAWNER_IMAGE_BASE is not set): Debian's libraries + the node binary.
 cmd_base() {

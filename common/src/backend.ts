@@ -41,3 +41,10 @@ export interface SessionBackendPool {
   status?: SessionBackendPoolStatus;
   [key: string]: unknown;
 }
+
+/** What a create from a pool does when the pool has no ready Pod: start cold, or answer 429. */
+export type WhenEmpty = 'ColdStart' | 'Reject';
+
+/** A pool's defaults, in one place for the operator, the API and local mode. */
+export const whenEmptyOf = (pool: Pick<SessionBackendPool, 'spec'>): WhenEmpty => pool.spec.whenEmpty ?? 'ColdStart';
+export const replicasOf = (pool: Pick<SessionBackendPool, 'spec'>): number => pool.spec.replicas ?? 1;

@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { V1OwnerReference, V1Pod } from '@kubernetes/client-node';
 import {
   newBackend,
+  replicasOf,
   type Condition,
   type SessionBackendPool,
   type SessionBackendPoolStatus,
@@ -23,11 +24,6 @@ import { LABEL_MANAGED_BY, LABEL_POOL, LABEL_POOL_TEMPLATE_HASH, MANAGED_BY, POO
 import { poolCondition } from '../../common/src/lifecycle';
 import { buildPod, childLabels, ownerReference, specProblems, type SidecarConfig } from './desired-state';
 import { observePod } from './observe-pod';
-
-export type WhenEmpty = 'ColdStart' | 'Reject';
-
-export const whenEmptyOf = (pool: SessionBackendPool): WhenEmpty => pool.spec.whenEmpty ?? 'ColdStart';
-export const replicasOf = (pool: SessionBackendPool): number => pool.spec.replicas ?? 1;
 
 /** The pool's template as a backend of it would have it: what its Pods are built from. */
 function asBackend(pool: SessionBackendPool, podName: string): SessionLivedBackend {

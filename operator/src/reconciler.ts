@@ -15,7 +15,7 @@
  *   running at all.
  */
 import type { CoreV1Event, V1Pod, V1Service } from '@kubernetes/client-node';
-import type { Phase, SessionBackendPool, SessionLivedBackend } from '../../common/src/backend';
+import { whenEmptyOf, type Phase, type SessionBackendPool, type SessionLivedBackend } from '../../common/src/backend';
 import { isTerminal, phaseOf, phaseRank, PHASES, Reasons, writeTransition, type Transition } from '../../common/src/lifecycle';
 import { EVENT_REPORTING_COMPONENT, FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
 import { isAlreadyExists, isConflict, isNotFound } from '../../common/src/errors';
@@ -25,7 +25,7 @@ import type { Logger } from '../../common/src/logger';
 import type { HandlerResult } from '../../common/src/work-queue';
 import type { OperatorConfig } from './config';
 import { decide, type Action, type DecideInput } from './decide';
-import { claimablePods, claimPatch, podsControlledBy, whenEmptyOf } from './pool';
+import { claimablePods, claimPatch, podsControlledBy } from './pool';
 import { EventRecorder } from './event-recorder';
 import { buildPod, buildService } from './desired-state';
 import type { OperatorMetrics } from './metrics';

@@ -7,7 +7,7 @@
  * someone else meanwhile is never hit) and the create is retried, a bounded number of times.
  */
 import type { V1ObjectMeta } from '@kubernetes/client-node';
-import { newBackend, type SessionBackendPool, type SessionLivedBackend } from '../../../common/src/backend';
+import { newBackend, whenEmptyOf, type SessionBackendPool, type SessionLivedBackend } from '../../../common/src/backend';
 import { isTerminal, phaseOf } from '../../../common/src/lifecycle';
 import { sleep } from '../../../common/src/backoff';
 import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH, LABEL_KEY_HASH } from '../../../common/src/constants';
@@ -133,7 +133,7 @@ async function resolvePool(deps: UseCaseDeps, req: CreateBackendRequest): Promis
   if (!deps.pools) throw badRequest('warm pools are not available in this mode', { pool: req.pool });
   const pool = await deps.pools.get(req.pool);
   if (!pool) throw notFound(`pool "${req.pool}"`);
-  if ((pool.spec.whenEmpty ?? 'ColdStart') === 'Reject' && (pool.status?.readyReplicas ?? 0) === 0) {
+  if (whenEmptyOf(pool) === 'Reject' && (pool.status?.readyReplicas ?? 0) === 0) {
     deps.metrics.rateLimited.inc({ limit: 'pool' });
     throw tooManyRequests('pool', POOL_EMPTY_RETRY_AFTER_SECONDS, `pool "${req.pool}" has no ready Pod (whenEmpty: Reject)`);
   }

@@ -7,6 +7,7 @@ export interface OperatorMetrics {
   reconcileDuration: Histogram<'result'>;
   reconcileErrors: Counter<'kind'>;
   spawnStage: Histogram<'stage'>;
+  startSeconds: Histogram<'launch'>;
   terminations: Counter<'phase' | 'reason'>;
   transitions: Counter<'phase'>;
   queueDepth: Gauge;
@@ -53,6 +54,13 @@ export function createOperatorMetrics(
       name: 'spawner_spawn_stage_seconds',
       help: "Time from a backend's creation until it reached each stage.",
       labelNames: ['stage'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    startSeconds: new Histogram({
+      name: 'spawner_backend_start_seconds',
+      help: "Time from a backend's creation until Ready, by launch: warm (a pool Pod claimed) or cold (a Pod started for it).",
+      labelNames: ['launch'],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     }),

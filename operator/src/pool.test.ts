@@ -223,6 +223,7 @@ describe('warm pools: a backend with spec.poolRef (decide)', () => {
 
 describe('warm pools: the operator against the in-memory API', () => {
   let kube: FakeKubeClient;
+  let registry: ReturnType<typeof createRegistry>;
   let op: SpawnerOperator;
   let kubelet: ReturnType<typeof setInterval>;
 
@@ -244,7 +245,7 @@ describe('warm pools: the operator against the in-memory API', () => {
 
   beforeEach(async () => {
     kube = new FakeKubeClient();
-    const registry = createRegistry('operator', false);
+    registry = createRegistry('operator', false);
     const ref: { op?: SpawnerOperator } = {};
     const metrics = createOperatorMetrics(
       registry,
@@ -307,6 +308,9 @@ describe('warm pools: the operator against the in-memory API', () => {
 
     await waitFor(() => readyCount() === 3 && pool()?.status?.replicas === 3, { description: 'refilled' });
     expect(kube.all(PODS)).toHaveLength(4);
+    const starts = (await registry.getSingleMetric('spawner_backend_start_seconds')!.get()).values;
+    expect(starts.find((v) => v.metricName === 'spawner_backend_start_seconds_count' && v.labels.launch === 'warm')?.value).toBe(1);
+    expect(starts.find((v) => v.metricName === 'spawner_backend_start_seconds_count' && v.labels.launch === 'cold')).toBeUndefined();
   });
 
   it('an empty pool: ColdStart starts the backend cold (PoolEmpty); Reject fails it (PoolEmpty)', async () => {

@@ -244,7 +244,9 @@ export class Reconciler {
       const created = new Date(backend.metadata.creationTimestamp as unknown as string).getTime();
       for (const p of PHASES) {
         if (isTerminal(p) || phaseRank(p) <= phaseRank(from) || phaseRank(p) > phaseRank(t.phase)) continue;
-        this.metrics.spawnStage.observe({ stage: p.toLowerCase() }, Math.max(0, (now.getTime() - created) / 1000));
+        const seconds = Math.max(0, (now.getTime() - created) / 1000);
+        this.metrics.spawnStage.observe({ stage: p.toLowerCase() }, seconds);
+        if (p === 'Ready') this.metrics.startSeconds.observe({ launch: patched.status?.launch === 'Warm' ? 'warm' : 'cold' }, seconds);
       }
       this.metrics.transitions.inc({ phase: t.phase });
       if (t.phase === 'Failed') this.metrics.terminations.inc({ phase: 'Failed', reason: t.reason ?? 'Unknown' });

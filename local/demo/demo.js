@@ -5,6 +5,8 @@
 
 (() => {
   const IMAGE = 'spawner-demo-backend';
+  // Local mode's default configuration keeps this pool of demo backends started.
+  const POOL = 'demo';
   const TOKEN_PARAM = 'spawner_token';
   const TERMINAL = ['Swept', 'Failed'];
   const $ = (id) => document.getElementById(id);
@@ -15,6 +17,7 @@
   const params = new URLSearchParams(location.search);
   $('key').value = params.get('key') || `room-${Math.random().toString(36).slice(2, 8)}`;
   if (params.get('grace')) $('grace').value = params.get('grace');
+  if (params.get('warm') === '0') $('warm').checked = false;
 
   function showError(text) {
     $('error').textContent = text;
@@ -25,6 +28,24 @@
     $('connection').textContent = text;
     $('increment').disabled = !connected;
     $('disconnect').disabled = !connected;
+  }
+
+  /**
+   * How the backend started, from its phase events. The API's backend view does not carry
+   * status.launch, so this relies on how the operator's lifecycle writes them: a claimed
+   * pre-started process takes the backend from Submitted to Ready in one status write (Constructed
+   * and Ready share one time), while a cold start records Constructed when its process is created,
+   * before it can be Ready.
+   */
+  function showLaunch(s) {
+    const at = (phase) => s.phases[phase];
+    if (at('Ready') === undefined || at('Submitted') === undefined) return;
+    const warm = at('Constructed') === at('Ready');
+    const ms = Date.parse(at('Ready')) - Date.parse(at('Submitted'));
+    $('launch').textContent = `${warm ? 'Warm' : 'Cold'}: created → Ready in ${ms} ms${
+      warm ? ' (a pre-started process of the pool was claimed)' : ' (a process was started for it)'
+    }`;
+    $('launch').className = warm ? 'launch-warm' : 'launch-cold';
   }
 
   function setPhase(event) {
@@ -78,6 +99,8 @@
     events.onmessage = (m) => {
       const event = JSON.parse(m.data);
       setPhase(event);
+      s.phases[event.phase] = event.time;
+      if (event.phase === 'Ready') showLaunch(s);
       if (event.phase === 'Ready') connect(s);
       if (TERMINAL.includes(event.phase)) {
         s.ended = true;
@@ -98,6 +121,7 @@
     endSession();
     const key = $('key').value.trim();
     const grace = Number($('grace').value);
+    const warm = $('warm').checked;
     const headers = { 'content-type': 'application/json' };
     const apiToken = $('api-token').value.trim();
     if (apiToken) headers.authorization = `Bearer ${apiToken}`;
@@ -108,7 +132,7 @@
       res = await fetch('/v1/backends', {
         method: 'POST',
         headers,
-        body: JSON.stringify({ image: IMAGE, key, gracePeriodSeconds: grace }),
+        body: JSON.stringify({ ...(warm ? { pool: POOL } : { image: IMAGE }), key, gracePeriodSeconds: grace }),
       });
       body = await res.json().catch(() => ({}));
     } catch (err) {
@@ -130,6 +154,8 @@
       ws: null,
       userClosed: false,
       ended: false,
+      /** Phase → the time it was reached, from the status stream. */
+      phases: {},
     };
     session = s;
     $('session').hidden = false;
@@ -139,9 +165,11 @@
         ? `You started a new backend for key “${key}”.`
         : `You joined the backend already running for key “${key}”: you share it with everyone on this key.`;
     const share = new URL(location.href);
-    share.search = new URLSearchParams({ key, grace: String(grace) }).toString();
+    share.search = new URLSearchParams({ key, grace: String(grace), warm: warm ? '1' : '0' }).toString();
     $('share-link').href = share.toString();
     $('phase-history').replaceChildren();
+    $('launch').textContent = '–';
+    $('launch').className = '';
     $('counter').textContent = '–';
     $('clients').textContent = '–';
     $('clients-hint').textContent = '';

@@ -35,6 +35,7 @@ import type { BackendContainer } from '../../crd-schemas/generated/types';
 import { AppProcess, type AppExit } from './app-process';
 import type { PortAllocator } from './ports';
 import type { Watchdog } from './watchdog';
+import type { ClaimedProcess } from './warm-process';
 
 export type SidecarSettings = Pick<SidecarConfig, 'heartbeatSeconds' | 'holdTimeoutMs' | 'holdMaxQueued' | 'shutdownGraceMs'>;
 
@@ -94,6 +95,26 @@ export function appEnvironment(
   return { env, skipped };
 }
 
+/**
+ * Starts `container`'s app as the image maps it, on `port`, as a container runtime would: the
+ * image's entrypoint with the container's overrides, its environment and working directory.
+ * Shared by a backend's own run and a warm pool's pre-started processes.
+ */
+export function spawnApp(
+  image: ResolvedImage,
+  container: BackendContainer,
+  port: number,
+  host: string,
+  logger: Logger,
+  onOutput: (line: string, stream: 'stdout' | 'stderr') => void,
+): { app: AppProcess; argv: string[] } {
+  const argv = commandLine(image, container.command, container.args);
+  const { env, skipped } = appEnvironment(image, container, port, host);
+  if (skipped.length > 0) logger.warn('env valueFrom is not supported in local mode; skipped', { names: skipped });
+  const cwd = container.workingDir ? resolve(image.workingDir, container.workingDir) : image.workingDir;
+  return { app: new AppProcess({ argv, env, cwd, onOutput }), argv };
+}
+
 export class BackendRun {
   readonly name: string;
   readonly uid: string;
@@ -107,13 +128,20 @@ export class BackendRun {
   private unsubscribe?: () => void;
   private started?: Promise<void>;
   private stopping?: Promise<void>;
-  /** Ends a wait between port attempts early, when the run is stopped. */
+  /** Ends a wait (between port attempts, or for a claimed app's sidecar) early, when the run is stopped. */
   private wake?: () => void;
+  private adopted = false;
   private readonly logger: Logger;
 
+  /**
+   * With `claimed`, the run adopts a warm pool's pre-started app instead of starting one: its Pod
+   * is named after that process (as a claimed Pod keeps its name), and it reports the Pod
+   * scheduled, running and Ready at once, when the sidecar in front of the app is up.
+   */
   constructor(
     private readonly backend: SessionLivedBackend,
     private readonly deps: RunDeps,
+    private readonly claimed?: ClaimedProcess,
   ) {
     this.name = backend.metadata.name ?? '';
     this.uid = backend.metadata.uid ?? '';
@@ -128,8 +156,8 @@ export class BackendRun {
       controller: true,
       blockOwnerDeletion: true,
     };
-    const metadata = () => ({
-      name: this.name,
+    const metadata = (name: string) => ({
+      name,
       namespace: backend.metadata.namespace,
       uid: randomUUID(),
       labels: { ...(backend.metadata.labels ?? {}), [LABEL_RUN]: this.name },
@@ -147,7 +175,7 @@ export class BackendRun {
     this.pod = {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: metadata(),
+      metadata: metadata(claimed?.name ?? this.name),
       spec: { containers: [{ name: container.name, image: container.image }], restartPolicy: 'Never' },
       status: {
         phase: 'Pending',
@@ -158,7 +186,12 @@ export class BackendRun {
         containerStatuses: [app],
       },
     };
-    this.service = { apiVersion: 'v1', kind: 'Service', metadata: metadata(), spec: { type: 'ClusterIP', clusterIP: deps.host } };
+    this.service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: metadata(this.name),
+      spec: { type: 'ClusterIP', clusterIP: deps.host },
+    };
   }
 
   /** The sidecar's serve address once it listens (and until the run stops). */
@@ -170,9 +203,15 @@ export class BackendRun {
     return this.stopping !== undefined;
   }
 
+  /** A claimed app whose sidecar is not up yet: its Pod will be reported complete in one change. */
+  get adopting(): boolean {
+    return this.claimed !== undefined && !this.adopted;
+  }
+
   /** Starts the Pod (once). */
   start(): void {
-    this.started ??= this.run().catch((err: unknown) => {
+    this.started ??= (this.claimed ? this.adopt(this.claimed) : this.run()).catch((err: unknown) => {
+      this.adopted = true;
       this.logger.error('backend failed to start', { error: err });
       this.update((status) => {
         status.phase = 'Failed';
@@ -238,23 +277,7 @@ export class BackendRun {
     if (appPort === undefined || this.stopping) return;
     this.info.appPort = appPort;
 
-    const tokenSha256 = backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH]?.toLowerCase();
-    const sidecar = createSidecar(
-      sidecarConfig({
-        ...deps.sidecar,
-        servePort: 0,
-        adminPort: 0,
-        listenHost: deps.host,
-        upstreamHost: deps.host,
-        upstreamPort: appPort,
-        ...(tokenSha256 ? { tokenSha256 } : {}),
-      }),
-      { logger: deps.sidecarLogger.child({ backend: this.name }), defaultMetrics: false },
-    );
-    this.sidecar = sidecar;
-    await sidecar.start();
-    this.info.servePort = sidecar.servePort;
-    this.info.adminPort = sidecar.adminPort;
+    const sidecar = await this.startSidecar(appPort);
     if (this.stopping) return;
     // The Pod is on this "node" once its sidecar (the Service's target) listens.
     this.update((status) => {
@@ -265,17 +288,10 @@ export class BackendRun {
       this.condition(status, 'PodScheduled', true);
     });
 
-    const argv = commandLine(image, container.command, container.args);
-    const { env, skipped } = appEnvironment(image, container, appPort, deps.host);
-    if (skipped.length > 0) this.logger.warn('env valueFrom is not supported in local mode; skipped', { names: skipped });
-    const cwd = container.workingDir ? resolve(image.workingDir, container.workingDir) : image.workingDir;
+    const { app, argv } = spawnApp(image, container, appPort, deps.host, this.logger, (line, stream) =>
+      this.logger.info(line, { source: 'app', stream, pid: this.info.pid }),
+    );
     this.info.command = argv;
-    const app = new AppProcess({
-      argv,
-      env,
-      cwd,
-      onOutput: (line, stream) => this.logger.info(line, { source: 'app', stream, pid: this.info.pid }),
-    });
     this.app = app;
     let pid: number;
     try {
@@ -299,7 +315,79 @@ export class BackendRun {
       c.state = { running: { startedAt: new Date() } };
     });
 
-    // Ready follows the sidecar's readiness probe: the app accepts connections.
+    this.followReadiness(sidecar);
+  }
+
+  /**
+   * A claimed warm process: the app runs and accepts connections already. Its sidecar, with this
+   * backend's token, starts now; once the sidecar's own probe has reached the app, the Pod is
+   * reported scheduled, running and Ready in one change, so the backend goes to Ready in one
+   * status write, as a claimed Pod does on a cluster.
+   */
+  private async adopt(claimed: ClaimedProcess): Promise<void> {
+    const { deps } = this;
+    const { app } = claimed;
+    this.app = app;
+    Object.assign(this.info, { appPort: claimed.appPort, pid: claimed.pid, command: claimed.command });
+    claimed.logTo(this.logger);
+    void app.exited.then((exit) => this.onExit(exit));
+    const sidecar = await this.startSidecar(claimed.appPort);
+    if (this.stopping) return;
+    // The sidecar's first probe reaches a listening app at once; an exit or a stop ends the wait too.
+    let off: (() => void) | undefined;
+    await new Promise<void>((done) => {
+      this.wake = done;
+      void app.exited.then(() => done());
+      if (sidecar.state().ready) return done();
+      off = sidecar.subscribe((m) => {
+        if (m.ready) done();
+      });
+    });
+    off?.();
+    this.wake = undefined;
+    this.adopted = true;
+    if (this.stopping || !app.running) return;
+    this.update((status, c) => {
+      (this.pod.spec as NonNullable<V1Pod['spec']>).nodeName = deps.nodeName;
+      status.hostIP = deps.host;
+      status.podIP = deps.host;
+      status.podIPs = [{ ip: deps.host }];
+      this.condition(status, 'PodScheduled', true);
+      status.phase = 'Running';
+      status.startTime = claimed.startedAt;
+      c.started = true;
+      c.state = { running: { startedAt: claimed.startedAt } };
+      c.ready = true;
+      this.condition(status, 'Ready', true);
+    });
+    this.followReadiness(sidecar);
+  }
+
+  /** The sidecar in front of the app on `appPort`, with the backend's connection token, listening. */
+  private async startSidecar(appPort: number): Promise<Sidecar> {
+    const { deps, backend } = this;
+    const tokenSha256 = backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH]?.toLowerCase();
+    const sidecar = createSidecar(
+      sidecarConfig({
+        ...deps.sidecar,
+        servePort: 0,
+        adminPort: 0,
+        listenHost: deps.host,
+        upstreamHost: deps.host,
+        upstreamPort: appPort,
+        ...(tokenSha256 ? { tokenSha256 } : {}),
+      }),
+      { logger: deps.sidecarLogger.child({ backend: this.name }), defaultMetrics: false },
+    );
+    this.sidecar = sidecar;
+    await sidecar.start();
+    this.info.servePort = sidecar.servePort;
+    this.info.adminPort = sidecar.adminPort;
+    return sidecar;
+  }
+
+  /** Ready follows the sidecar's readiness probe: the app accepts connections. */
+  private followReadiness(sidecar: Sidecar): void {
     const onState = (ready: boolean): void => {
       const c = this.appStatus;
       if (!c.state?.running || c.ready === ready) return;
@@ -337,6 +425,7 @@ export class BackendRun {
 
   private onExit(exit: AppExit): void {
     if (this.info.pid !== undefined) this.deps.watchdog?.remove(this.info.pid);
+    this.adopted = true;
     this.update((status, c) => {
       const started = c.state?.running?.startedAt;
       status.phase = exit.exitCode === 0 ? 'Succeeded' : 'Failed';

@@ -8,6 +8,7 @@
 import { ConfigError, loadConfig, type ConfigSpec } from '../../common/src/config';
 import { DEFAULT_FAILED_RETENTION_SECONDS } from '../../common/src/constants';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
+import type { LocalPoolConfig } from './local-pools';
 
 export interface LocalConfig {
   host: string;
@@ -21,9 +22,13 @@ export interface LocalConfig {
   appPortMax: number;
   sidecarHeartbeatSeconds: number;
   maxLiveBackends: number;
+  pools: LocalPoolConfig[];
   logLevel: LogLevel;
   logFormat: 'text' | 'json';
 }
+
+/** The demo page spawns from this pool: a warm start out of the box. */
+export const DEMO_POOL: LocalPoolConfig = { name: 'demo', image: 'spawner-demo-backend', replicas: 2 };
 
 const port = (description: string, def: number) => ({
   type: 'integer' as const,
@@ -95,6 +100,17 @@ export const LOCAL_CONFIG: ConfigSpec = {
         minimum: 0,
         default: 50,
         description: 'Most backends (processes) at once; more get 429 (0: no limit).',
+      },
+      pools: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['name'],
+          properties: { name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$' } },
+        },
+        default: [DEMO_POOL],
+        description:
+          'Warm pools, as JSON: [{"name", "image" or "template", "httpPort", "replicas", "maxIdleAgeSeconds", "whenEmpty"}] (a SessionBackendPool spec with its name; [] for none).',
       },
       logLevel: { type: 'string', enum: LOG_LEVELS, default: 'info', description: 'Log level.' },
       logFormat: {

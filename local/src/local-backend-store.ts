@@ -26,7 +26,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { type SessionLivedBackend } from '../../common/src/backend';
+import { type SessionBackendPool, type SessionLivedBackend } from '../../common/src/backend';
 import {
   isTerminal,
   phaseOf,
@@ -62,8 +62,10 @@ import type { ImageCatalog } from '../../common/src/image-catalog';
 import { BackendListeners } from '../../api/src/backend-listeners';
 import { DEFAULT_ENDED_RETENTION_SECONDS, EndedBackends } from '../../api/src/ended-backends';
 import { BackendRun, type SidecarSettings } from './backend-run';
+import { LocalPools } from './local-pools';
 import { PortAllocator } from './ports';
 import { Watchdog } from './watchdog';
+import type { ClaimedProcess } from './warm-process';
 
 const clone = <T>(v: T): T => (v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T));
 
@@ -87,6 +89,8 @@ export interface LocalBackendStoreOptions {
   sidecar?: Partial<SidecarSettings>;
   /** Guard process that stops the apps if this process dies without stopping them (default on). */
   watchdog?: boolean;
+  /** Warm pools: pre-started processes that backends with spec.poolRef claim. */
+  pools?: SessionBackendPool[];
 }
 
 export const LOCAL_NODE_NAME = 'local';
@@ -129,6 +133,8 @@ interface Control {
 
 export class LocalBackendStore implements BackendStore {
   readonly namespace: string;
+  /** The warm pools (the API reads them as its PoolReader). */
+  readonly pools: LocalPools;
   private readonly items = new Map<string, SessionLivedBackend>();
   /** Removed backends' endings, answered by the status routes for a while (as the API does on a cluster). */
   private readonly endedBackends: EndedBackends;
@@ -156,6 +162,13 @@ export class LocalBackendStore implements BackendStore {
     this.endedBackends = new EndedBackends({
       retentionMs: (opts.endedRetentionSeconds ?? DEFAULT_ENDED_RETENTION_SECONDS) * 1000,
     });
+    this.pools = new LocalPools(opts.pools ?? [], {
+      images: opts.images,
+      ports: this.ports,
+      logger: opts.logger,
+      host: this.host,
+      stopGraceMs: this.stopGraceMs,
+    });
   }
 
   // ---- lifecycle ----
@@ -168,15 +181,16 @@ export class LocalBackendStore implements BackendStore {
     }
     process.on('exit', this.onProcessExit);
     this.running = true;
+    this.pools.start(this.watchdog);
   }
 
-  /** Stops every app (SIGTERM, SIGKILL after the grace) and sidecar; resolves when all are gone. */
+  /** Stops every app (SIGTERM, SIGKILL after the grace), pool processes included, and sidecar; resolves when all are gone. */
   async stop(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.controls.values()) this.quiet(c);
     for (const uid of [...this.runs.keys()]) this.stopRun(uid);
-    await Promise.all([...this.stopping]);
+    await Promise.all([...this.stopping, this.pools.stop()]);
     this.watchdog?.close();
     process.off('exit', this.onProcessExit);
     this.running = false;
@@ -185,6 +199,7 @@ export class LocalBackendStore implements BackendStore {
   /** On an exit we did not plan (process.exit elsewhere, an uncaught exception): at least SIGTERM. */
   private readonly onProcessExit = (): void => {
     for (const run of this.runs.values()) run.signal('SIGTERM');
+    this.pools.signal('SIGTERM');
   };
 
   ready(): boolean {
@@ -273,7 +288,7 @@ export class LocalBackendStore implements BackendStore {
 
   // ---- for tests and diagnostics ----
 
-  /** The pids of apps running now (including those still being stopped). */
+  /** The pids of backends' apps running now (including those still being stopped); the pools' are `pools.pids()`. */
   appPids(): number[] {
     return [...this.runs.values()].map((r) => r.info.pid).filter((p): p is number => p !== undefined);
   }
@@ -335,6 +350,10 @@ export class LocalBackendStore implements BackendStore {
       return;
     }
     const run = this.liveRun(c.uid);
+    // A claimed process is getting its sidecar (milliseconds): planned once its Pod is complete,
+    // so the backend goes to Ready in one write, as a claimed Pod's backend does on a cluster.
+    if (run?.adopting) return;
+    const poolRef = backend.spec.poolRef;
     const plan = decide({
       backend,
       pod: run?.pod,
@@ -343,6 +362,8 @@ export class LocalBackendStore implements BackendStore {
       podConfirmedMissing: true,
       now: new Date(),
       failedRetentionMs: this.failedRetentionMs,
+      // Also once the Pod exists: a cold start's launchReason is written on a later pass here.
+      pool: poolRef && !backend.status?.launch ? this.pools.input(poolRef.name) : undefined,
     });
     for (const action of plan.actions) {
       if (!this.controls.has(c.uid)) return;
@@ -353,6 +374,18 @@ export class LocalBackendStore implements BackendStore {
           this.startRun(backend);
           c.dirty = true;
           return;
+        case 'claim': {
+          // Synchronous: no other claim runs in between, so a process goes to one backend only.
+          const names = action.pods.map((p) => p.metadata?.name ?? '');
+          // A claimed process has no way back to its pool: claim only what startRun will take.
+          const claimed = this.runs.has(c.uid) ? undefined : this.pools.claim(backend.spec.poolRef?.name ?? '', names);
+          if (claimed) {
+            this.logger.info('backend claimed a pool process', { backend: c.name, process: claimed.name, pid: claimed.pid });
+            this.startRun(backend, claimed);
+          }
+          c.dirty = true;
+          return;
+        }
         case 'transition':
           this.write(c.uid, action.transition, 'operator');
           break;
@@ -485,21 +518,25 @@ export class LocalBackendStore implements BackendStore {
     c.tracker = undefined;
   }
 
-  private startRun(backend: SessionLivedBackend): void {
+  private startRun(backend: SessionLivedBackend, claimed?: ClaimedProcess): void {
     const uid = backend.metadata.uid as string;
     if (this.runs.has(uid) || this.closed) return;
-    const run = new BackendRun(clone(backend), {
-      images: this.opts.images,
-      ports: this.ports,
-      watchdog: this.watchdog,
-      logger: this.logger,
-      sidecarLogger: this.opts.sidecarLogger ?? this.logger,
-      host: this.host,
-      nodeName: this.opts.nodeName ?? LOCAL_NODE_NAME,
-      stopGraceMs: this.stopGraceMs,
-      sidecar: this.sidecar,
-      onChange: () => this.reconcile(uid),
-    });
+    const run = new BackendRun(
+      clone(backend),
+      {
+        images: this.opts.images,
+        ports: this.ports,
+        watchdog: this.watchdog,
+        logger: this.logger,
+        sidecarLogger: this.opts.sidecarLogger ?? this.logger,
+        host: this.host,
+        nodeName: this.opts.nodeName ?? LOCAL_NODE_NAME,
+        stopGraceMs: this.stopGraceMs,
+        sidecar: this.sidecar,
+        onChange: () => this.reconcile(uid),
+      },
+      claimed,
+    );
     this.runs.set(uid, run);
     run.start();
   }

@@ -15,7 +15,8 @@ import { startServers, type Servers } from '../../api/src/server';
 import type { LocalConfig } from './config';
 import { demoSite, DEMO_PATH } from './demo-site';
 import { FORBIDDEN_HOST_BODY, isLocalHostHeader, isLoopbackAddress } from './host-guard';
-import { LocalBackendStore } from './local-backend-store';
+import { LocalBackendStore, LOCAL_NAMESPACE } from './local-backend-store';
+import { poolFromConfig } from './local-pools';
 import { PortAllocator } from './ports';
 
 export interface LocalModeOptions {
@@ -58,7 +59,9 @@ export async function startLocalMode(config: LocalConfig, opts: LocalModeOptions
     failedRetentionSeconds: config.failedRetentionSeconds,
     stopGraceMs: config.stopGraceSeconds * 1000,
     sidecar: { heartbeatSeconds: config.sidecarHeartbeatSeconds },
+    pools: config.pools.map((p) => poolFromConfig(p, LOCAL_NAMESPACE)),
   });
+  if (config.pools.length > 0) logger.info('warm pools', { pools: config.pools.map((p) => p.name) });
 
   const api = apiConfig({
     host: config.host,
@@ -83,6 +86,7 @@ export async function startLocalMode(config: LocalConfig, opts: LocalModeOptions
   try {
     servers = await startServers({
       store,
+      pools: store.pools,
       config: api,
       auth,
       tokens: connectionTokens,

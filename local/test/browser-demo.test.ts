@@ -1,7 +1,8 @@
 /**
  * The demo page in a real browser (Debian's Chromium, headless, driven by playwright-core; no
- * browser is downloaded): spawn by key, see Ready, talk over WebSocket through the entry point,
- * share the backend with a second page on the same key, and see it swept once both are gone.
+ * browser is downloaded): spawn by key from the default configuration's warm pool and see the warm
+ * start (a cold one when the pool is not used), see Ready, talk over WebSocket through the entry
+ * point, share the backend with a second page on the same key, and see it swept once both are gone.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,6 +71,13 @@ async function expectText(page: Page, id: string, expected: string | RegExp): Pr
 test('local: browser demo', async () => {
   const key = `browser-demo-${Date.now().toString(36)}`;
   const grace = 3;
+  // The default configuration's pool, started with local mode.
+  await waitFor(async () => (await local.store.pools.get('demo'))?.status?.readyReplicas === 2, {
+    timeoutMs: 30_000,
+    intervalMs: 100,
+    description: 'the demo pool to be ready',
+  });
+  const prestarted = local.store.pools.pids();
   const first = await browser!.newPage();
   first.on('pageerror', (err) => console.error('page error (first):', err));
   await first.goto(local.demoUrl);
@@ -78,10 +86,14 @@ test('local: browser demo', async () => {
   await first.getByRole('button', { name: 'Spawn (or join)' }).click();
 
   await expectText(first, 'phase', 'Ready');
+  await expectText(first, 'launch', /^Warm: created → Ready in \d+ ms \(a pre-started process of the pool was claimed\)$/);
   await expectText(first, 'connection', /^connected/);
   await expectText(first, 'counter', '0');
   expect(await text(first, 'join-status')).toContain('You started a new backend');
   const name = await text(first, 'backend-name');
+  // What the page shows is what happened: a process of the pool, started before the click.
+  expect((await local.store.get(name))?.status).toMatchObject({ launch: 'Warm' });
+  expect(prestarted).toContain(local.store.runInfo(name)?.pid);
   expect(name).toMatch(/^spawner-k-[0-9a-f]{32}$/);
   const history = await first.locator('#phase-history li').allInnerTexts();
   expect(history.map((h) => h.split(' ')[0])).toEqual(['Submitted', 'Constructed', 'Scheduled', 'Running', 'Ready']);
@@ -103,6 +115,7 @@ test('local: browser demo', async () => {
   await expectText(second, 'phase', 'Ready');
   expect(await text(second, 'join-status')).toContain('You joined the backend already running');
   expect(await text(second, 'backend-name')).toBe(name);
+  await expectText(second, 'launch', /^Warm: /);
   await expectText(second, 'counter', '1');
   await expectText(second, 'clients', '2');
   await expectText(first, 'clients', '2');
@@ -137,11 +150,15 @@ test('local: browser demo', async () => {
   await waitFor(() => !isAlive(pid!), { timeoutMs: 15_000, intervalMs: 100, description: 'the app process to end' });
 });
 
-test('local: browser demo shows a sweep while the page stays open', async () => {
+test('local: browser demo shows a sweep while the page stays open, and a cold start without the pool', async () => {
   const page = await browser!.newPage();
   await page.goto(`${local.demoUrl}?key=stay-open-${Date.now().toString(36)}&grace=2`);
+  await page.getByLabel(/Start from the warm pool/).uncheck();
   await page.getByRole('button', { name: 'Spawn (or join)' }).click();
   await expectText(page, 'connection', /^connected/);
+  await expectText(page, 'launch', /^Cold: created → Ready in \d+ ms \(a process was started for it\)$/);
+  const name = await text(page, 'backend-name');
+  expect((await local.store.get(name))?.spec.poolRef).toBeUndefined();
   await page.getByRole('button', { name: 'Disconnect' }).click();
   await expectText(page, 'connection', /^disconnected/);
   await expectText(page, 'phase', 'Swept');

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/src/paths';
 import { waitFor } from '../../common/src/testing/wait-for';
+import { DEMO_POOL } from '../src/config';
 import { canBind } from '../src/ports';
 import { DEMO_BACKEND_BUILD, descendants, isAlive, requireBuild } from './support';
 
@@ -106,9 +107,12 @@ test('local: stop leaves nothing running', async () => {
   const backends = await spawnReady(local, 3);
   const pids = backends.map((b) => b.pid);
   for (const pid of pids) expect(isAlive(pid)).toBe(true);
-  // Everything local mode started: the three apps and the watchdog.
+  // Everything local mode started: the three apps, the demo pool's pre-started processes and the watchdog.
   const family = descendants(local.child.pid!);
-  if (process.platform === 'linux') expect(family).toEqual(expect.arrayContaining(pids));
+  if (process.platform === 'linux') {
+    expect(family).toEqual(expect.arrayContaining(pids));
+    expect(family.length).toBeGreaterThanOrEqual(pids.length + DEMO_POOL.replicas! + 1);
+  }
 
   local.child.kill('SIGINT');
   const exit = await local.exited;
@@ -131,6 +135,8 @@ test('local: a killed local mode leaves nothing running (the watchdog stops its 
   const backends = await spawnReady(local, 2);
   const family = descendants(local.child.pid!);
   const pids = backends.map((b) => b.pid);
+  // The demo pool's processes are among them: the watchdog stops those too.
+  if (process.platform === 'linux') expect(family.length).toBeGreaterThanOrEqual(pids.length + DEMO_POOL.replicas! + 1);
 
   local.child.kill('SIGKILL');
   expect(await local.exited).toEqual({ code: null, signal: 'SIGKILL' });

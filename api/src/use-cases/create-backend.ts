@@ -123,7 +123,7 @@ function checkKey(existing: SessionLivedBackend, key: string): void {
 }
 
 /**
- * The pool a create names, read fresh (one GET): 400 without pools (local mode), 404 when missing,
+ * The pool a create names, read fresh (one GET): 400 without a PoolReader, 404 when missing,
  * and 429 with Retry-After when its whenEmpty is Reject and its status shows no ready Pod. That
  * status is the operator's last count: a create it lets through can still find the pool empty
  * (concurrent claims), and the backend is then Failed with reason PoolEmpty by the operator.

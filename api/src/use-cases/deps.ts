@@ -5,7 +5,7 @@ import type { ConnectionTokens } from '../connection-tokens';
 import type { ApiMetrics } from '../metrics';
 import type { TokenBucket } from '../rate-limit';
 
-/** Reads the backend namespace's warm pools (absent: pools are not available, as in local mode). */
+/** Reads the backend namespace's warm pools (absent: pools are not available; local mode has its own, local/src/local-pools.ts). */
 export interface PoolReader {
   get(name: string): Promise<SessionBackendPool | undefined>;
 }

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
 import WebSocket from 'ws';
-import { BACKENDS, PODS } from '../common/src/kube/resources';
+import type { SessionBackendPool, SessionLivedBackend } from '../common/src/backend';
+import { LABEL_POOL, POOL_API_VERSION, POOL_KIND } from '../common/src/constants';
+import { BACKENDS, PODS, POOLS } from '../common/src/kube/resources';
 import type { KubeObject, ResourceType } from '../common/src/kube/types';
 import { writeFigures } from './support/figures';
 import { freePort } from './support/components';
@@ -175,14 +177,35 @@ describeWithAgent('chart', () => {
       ],
       { stdio: 'ignore' },
     );
+    const POOL = 'metrics';
     try {
       const promUrl = `http://127.0.0.1:${port}`;
       await waitFor(async () => (await fetch(`${promUrl}/-/ready`).catch(() => undefined))?.status === 200, {
         description: 'Prometheus ready',
       });
 
-      // Traffic for every panel: a backend spawned, used over a WebSocket, left to be swept, and a
-      // request that fails.
+      // Traffic for the warm-pool panels: a pool of one, claimed through the API (a warm claim, a
+      // start latency with launch warm) and refilled (its ready Pods). Claim conflicts need claims
+      // racing for one Pod, so their query shares the claims panel rather than being exempted.
+      await adminClient().create<SessionBackendPool>(POOLS, ns, {
+        apiVersion: POOL_API_VERSION,
+        kind: POOL_KIND,
+        metadata: { name: POOL, namespace: ns },
+        spec: { template: { containers: [{ name: 'app', image: TEST_IMAGE }] }, replicas: 1 },
+      });
+      await waitFor(
+        async () => ((await adminClient().get<SessionBackendPool>(POOLS, ns, POOL))?.status?.readyReplicas ?? 0) >= 1,
+        {
+          description: 'a ready Pod in the pool',
+          timeoutMs: 90_000,
+        },
+      );
+      const warm = await spawnAndWait({ pool: POOL, gracePeriodSeconds: 5 });
+      expect(warm.phase).toBe('Ready');
+      expect((await adminClient().get<SessionLivedBackend>(BACKENDS, ns, warm.name))?.status?.launch).toBe('Warm');
+
+      // Traffic for every other panel: a backend spawned, used over a WebSocket, left to be swept,
+      // and a request that fails.
       const backend = await spawnAndWait({ image: TEST_IMAGE, gracePeriodSeconds: 5 });
       expect(backend.phase).toBe('Ready');
       const ws = new WebSocket(backend.url.replace(/^http/, 'ws'));
@@ -229,6 +252,14 @@ describeWithAgent('chart', () => {
     } finally {
       clearInterval(discovery);
       prom.kill('SIGTERM');
+      // Its Pods are Spawner's: the later tests count those, and uninstall must leave none.
+      await adminClient()
+        .delete(POOLS, ns, POOL)
+        .catch(() => false);
+      await waitFor(
+        async () => (await adminClient().list<V1Pod>(PODS, ns, { labelSelector: `${LABEL_POOL}=${POOL}` })).items.length === 0,
+        { description: 'the pool and its unclaimed Pods to be gone', timeoutMs: 60_000 },
+      );
     }
   });
 

@@ -403,7 +403,82 @@ describe('dashboard and alerts', () => {
 
   it('every alert rule parses (promtool check rules)', () => {
     const r = spawnSync('promtool', ['check', 'rules', join(CHART, 'files/alerts.yaml')], { encoding: 'utf8' });
-    expect(r.stdout + r.stderr).toMatch(/SUCCESS: 5 rules found/);
+    expect(r.stdout + r.stderr).toMatch(/SUCCESS: 7 rules found/);
+  });
+
+  it('the warm-pool alerts fire for a pool wanted but empty, or mostly missed, and not otherwise (promtool test rules)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alerts-'));
+    const file = join(dir, 'pool-alerts.test.yaml');
+    const claims = (pool: string, result: string, perMinute: number) => ({
+      series: `spawner_pool_claims_total{pool="${pool}",result="${result}"}`,
+      values: `0+${perMinute}x40`,
+    });
+    const ready = (pool: string, n: number) => ({ series: `spawner_pool_ready_pods{pool="${pool}"}`, values: `${n}x40` });
+    writeFileSync(
+      file,
+      yaml.dump({
+        rule_files: [join(CHART, 'files/alerts.yaml')],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            interval: '1m',
+            input_series: [
+              // Wanted and empty: fires.
+              ready('starved', 0),
+              claims('starved', 'cold', 6),
+              // Refilled by every scrape, 95 % of claims warm: quiet.
+              ready('busy', 2),
+              claims('busy', 'warm', 19),
+              claims('busy', 'cold', 1),
+              // Scaled to 0 and not used: quiet.
+              ready('idle', 0),
+              claims('idle', 'warm', 0),
+              // Half the claims cold: a low hit ratio.
+              ready('small', 1),
+              claims('small', 'warm', 3),
+              claims('small', 'cold', 3),
+              // Too few claims to judge: quiet.
+              ready('rare', 1),
+              claims('rare', 'cold', 0.2),
+            ],
+            alert_rule_test: [
+              { alertname: 'SpawnerPoolEmpty', eval_time: '3m', exp_alerts: [] },
+              {
+                alertname: 'SpawnerPoolEmpty',
+                eval_time: '10m',
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: 'warning', pool: 'starved' },
+                    exp_annotations: {
+                      summary: 'A warm pool has no ready Pod while backends are created from it.',
+                      description:
+                        "Pool starved has had no ready Pod for 5 minutes while 100m creates per second started cold or were rejected: its Pods do not start (see the pool's PodsFailing condition) or replicas is too small for the rate of claims.",
+                    },
+                  },
+                ],
+              },
+              {
+                alertname: 'SpawnerPoolHitRatioLow',
+                eval_time: '35m',
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: 'info', pool: 'small' },
+                    exp_annotations: {
+                      summary: 'Few backends from a warm pool start warm.',
+                      description:
+                        'Only 50% of the claims on pool small found a ready Pod over 15 minutes; the rest started cold or were rejected. Raise its replicas.',
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const r = spawnSync('promtool', ['test', 'rules', file], { encoding: 'utf8' });
+    rmSync(dir, { recursive: true, force: true });
+    expect({ code: r.status, out: r.stdout + r.stderr }).toEqual({ code: 0, out: expect.stringContaining('SUCCESS') });
   });
 
   it('every dashboard query parses (promtool, as recording rules)', () => {

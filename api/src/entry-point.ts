@@ -10,12 +10,14 @@
  * yet (bounded in time and number), then relay to its sidecar by Pod IP over a kept-alive
  * connection from the pool of that address, with the prefix and every copy of the token
  * stripped, the token in X-Spawner-Token (the sidecar checks it again), and the backend's name
- * and uid in X-Spawner-Backend[-Uid] (inbound copies dropped).
+ * uid and key in X-Spawner-Backend[-Uid] and X-Spawner-Key (common/src/backend-identity.ts;
+ * inbound copies dropped).
  */
 import { STATUS_CODES } from 'node:http';
 import type * as net from 'node:net';
 import { type SessionLivedBackend } from '../../common/src/backend';
-import { ANNOTATION_TOKEN_HASH } from '../../common/src/constants';
+import { identityHeaderLines, inboundIdentityLines } from '../../common/src/backend-identity';
+import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH } from '../../common/src/constants';
 import { forwardedHttps, takeTokens, TokenGate, tokenCookie } from '../../common/src/connection-token';
 import { isTerminal, phaseOf } from '../../common/src/lifecycle';
 import type { Logger } from '../../common/src/logger';
@@ -60,8 +62,6 @@ const MAX_GATES = 10_000;
 const PREFIX = '/p/';
 /** Pause before routing a refused request again. */
 const REFUSED_RETRY_MS = 200;
-export const BACKEND_HEADER = 'X-Spawner-Backend';
-export const BACKEND_UID_HEADER = 'X-Spawner-Backend-Uid';
 
 /** Where a request goes, once its target and Host are understood. */
 interface Route {
@@ -405,17 +405,15 @@ export class EntryPoint implements RelayPolicy {
     const { parsed } = request;
     const lines = parsed.tokenLines ?? {};
     // Names the entry point sets itself: whatever the client sent under them goes.
-    const drop = [
-      ...tokens.drop,
-      ...(lines['x-forwarded-prefix'] ?? []),
-      ...(lines['x-spawner-backend'] ?? []),
-      ...(lines['x-spawner-backend-uid'] ?? []),
-    ];
+    const drop = [...tokens.drop, ...(lines['x-forwarded-prefix'] ?? []), ...inboundIdentityLines(parsed)];
     let extra = tokens.extra;
     if (tokens.token !== undefined) extra += `X-Spawner-Token: ${tokens.token}\r\n`;
     if (route.prefix) extra += `X-Forwarded-Prefix: ${route.prefix}\r\n`;
-    extra += `${BACKEND_HEADER}: ${route.name}\r\n`;
-    if (backend.metadata.uid) extra += `${BACKEND_UID_HEADER}: ${backend.metadata.uid}\r\n`;
+    extra += identityHeaderLines({
+      name: route.name,
+      uid: backend.metadata.uid,
+      key: backend.metadata.annotations?.[ANNOTATION_KEY],
+    });
     return {
       kind: 'forward',
       upstream: upstreamAddress(endpoint.host, endpoint.port),

@@ -78,7 +78,8 @@ export function takeCookieTokens(header: string): { header: string | undefined; 
   return { header: kept.length === 0 ? undefined : kept.join('; '), tokens };
 }
 
-function bearer(header: string | undefined): string | undefined {
+/** The credential of an `Authorization: Bearer ...` header value. */
+export function bearerToken(header: string | undefined): string | undefined {
   if (!header || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
   return header.slice(7).trim();
 }
@@ -140,7 +141,7 @@ export function takeTokens(parsed: RequestHead, target: string = parsed.target):
     header: headers[TOKEN_HEADER],
     cookies: cookies?.tokens ?? [],
     query: query.tokens,
-    bearer: bearer(headers.authorization),
+    bearer: bearerToken(headers.authorization),
     bearerLines: lines.authorization ?? [],
   };
 }

@@ -4,7 +4,9 @@
  * kill and restart them. (The chart test runs them as Pods instead.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { httpGet, kubeconfigPath, ROOT, waitFor } from './cluster';
@@ -40,6 +42,16 @@ export async function freePort(): Promise<number> {
 const PORT_FLAG: Record<ComponentName, string> = { operator: '--admin-port', sweeper: '--admin-port', api: '--port' };
 
 /**
+ * Host-run operators share one assign key, as the chart's replicas do (mounted from a Secret), so
+ * a restarted operator can still assign the pool Pods an earlier one made.
+ */
+function assignKeyFile(): string {
+  const file = join(tmpdir(), `spawner-e2e-assign-key-${process.pid}`);
+  if (!existsSync(file)) writeFileSync(file, `e2e-assign-key-${randomBytes(16).toString('hex')}\n`, { mode: 0o600 });
+  return file;
+}
+
+/**
  * Starts a component with `args` (flags as the component documents them) and waits until its
  * /readyz answers 200 (pass `waitReady: false` to skip). The admin (or API) port is chosen here.
  */
@@ -55,7 +67,12 @@ export async function startComponent(
   const log = createWriteStream(logPath);
   const child = spawn(process.execPath, [join(ROOT, 'dist', name, 'src', 'main.js'), `${PORT_FLAG[name]}=${port}`, ...args], {
     cwd: ROOT,
-    env: { ...process.env, KUBECONFIG: opts.kubeconfig ?? kubeconfigPath(), ...opts.env },
+    env: {
+      ...process.env,
+      KUBECONFIG: opts.kubeconfig ?? kubeconfigPath(),
+      ...(name === 'operator' ? { SPAWNER_OPERATOR_ASSIGN_KEY_FILE: assignKeyFile() } : {}),
+      ...opts.env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.pipe(log, { end: false });

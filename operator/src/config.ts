@@ -1,4 +1,6 @@
-import { loadConfig, type ConfigSpec } from '../../common/src/config';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig, type ConfigSpec } from '../../common/src/config';
 import { LOG_LEVELS, type LogLevel } from '../../common/src/logger';
 import { DEFAULT_FAILED_RETENTION_SECONDS } from '../../common/src/constants';
 
@@ -29,6 +31,10 @@ export interface OperatorConfig {
   identity: string;
   kubeconfig?: string;
   logLevel: LogLevel;
+  /** File holding the key that warm pool Pods' assign secrets derive from (common/src/pool-assign.ts). */
+  assignKeyFile?: string;
+  /** That key, read at boot; without a file, random per process (unclaimed pool Pods are then replaced after a restart). */
+  assignKey: Buffer;
 }
 
 export const operatorConfigSpec: ConfigSpec = {
@@ -136,13 +142,35 @@ export const operatorConfigSpec: ConfigSpec = {
       },
       kubeconfig: { type: 'string', description: 'Path of a kubeconfig; default: KUBECONFIG or in-cluster.' },
       logLevel: { type: 'string', description: 'Log level.', enum: LOG_LEVELS, default: 'info' },
+      assignKeyFile: {
+        type: 'string',
+        minLength: 1,
+        description:
+          "File with the key (at least 16 bytes) warm pool Pods' assign secrets derive from; the chart mounts it from a Secret. Without it a random key per process: a restarted operator replaces the unclaimed pool Pods.",
+      },
     },
   },
 };
+
+const MIN_ASSIGN_KEY_BYTES = 16;
+
+function readAssignKey(file: string): Buffer {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError(`assignKeyFile: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (Buffer.byteLength(text) < MIN_ASSIGN_KEY_BYTES) {
+    throw new ConfigError(`assignKeyFile: ${file} holds fewer than ${MIN_ASSIGN_KEY_BYTES} bytes`);
+  }
+  return Buffer.from(text, 'utf8');
+}
 
 export function loadOperatorConfig(argv?: string[], env?: NodeJS.ProcessEnv): OperatorConfig {
   const config = loadConfig<OperatorConfig>(operatorConfigSpec, argv, env);
   if (!config.leaseNamespace) config.leaseNamespace = config.namespaces[0];
   if (!config.identity) config.identity = `${process.env.HOSTNAME ?? 'operator'}-${process.pid}`;
+  config.assignKey = config.assignKeyFile ? readAssignKey(config.assignKeyFile) : randomBytes(32);
   return config;
 }

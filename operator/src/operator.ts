@@ -27,6 +27,7 @@ import type { Logger } from '../../common/src/logger';
 import { WorkQueue } from '../../common/src/work-queue';
 import type { OperatorConfig } from './config';
 import type { OperatorMetrics } from './metrics';
+import type { AssignFn } from './assign-client';
 import { PoolReconciler } from './pool-reconciler';
 import { Reconciler, type ObjectCache } from './reconciler';
 
@@ -56,10 +57,12 @@ export class SpawnerOperator extends Operator implements ObjectCache {
     private readonly metrics: OperatorMetrics,
     private readonly log: Logger,
     now: () => Date = () => new Date(),
+    /** How a claimed pool Pod's sidecar is told its backend (default: over HTTP; tests fake it). */
+    assign?: AssignFn,
   ) {
     super(operatorLogger(log));
     this.kubeConfig = kubeConfig;
-    this.reconciler = new Reconciler(kube, this, config, metrics, log, now);
+    this.reconciler = new Reconciler(kube, this, config, metrics, log, now, assign);
     this.queue = new WorkQueue((key) => this.reconciler.reconcile(key), {
       concurrency: config.concurrency,
       onError: (key, err, attempt) => {

@@ -15,9 +15,9 @@ import type { KubeClient } from '../../common/src/kube/types';
 import { writePoolStatus } from '../../common/src/lifecycle';
 import type { Logger } from '../../common/src/logger';
 import type { HandlerResult } from '../../common/src/work-queue';
-import type { SidecarConfig } from './desired-state';
 import type { OperatorMetrics } from './metrics';
-import { buildPoolPod, decidePool, poolStatusChanged } from './pool';
+import { buildPoolPod, decidePool, poolStatusChanged, type PoolPodConfig } from './pool';
+import { keyFingerprint } from '../../common/src/pool-assign';
 
 export interface PoolCache {
   pool(namespace: string, name: string): SessionBackendPool | undefined;
@@ -30,15 +30,18 @@ const PENDING_TTL_MS = 30_000;
 export class PoolReconciler {
   /** Per pool key: Pods created and not yet seen in the cache (name → when created). */
   private readonly pending = new Map<string, Map<string, number>>();
+  private readonly keyFp: string;
 
   constructor(
     private readonly kube: KubeClient,
     private readonly cache: PoolCache,
-    private readonly config: SidecarConfig,
+    private readonly config: PoolPodConfig,
     private readonly metrics: Pick<OperatorMetrics, 'poolReadyPods'>,
     private readonly logger: Logger,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.keyFp = keyFingerprint(config.assignKey);
+  }
 
   forget(key: string): void {
     this.pending.delete(key);
@@ -58,7 +61,7 @@ export class PoolReconciler {
     const seen = new Set(pods.map((p) => p.metadata?.name));
     for (const [podName, at] of pending) if (seen.has(podName) || nowMs - at > PENDING_TTL_MS) pending.delete(podName);
 
-    const plan = decidePool({ pool, pods, pending: pending.size, now: this.now() });
+    const plan = decidePool({ pool, pods, pending: pending.size, now: this.now(), keyFp: this.keyFp });
     for (const { pod, why } of plan.delete) {
       const deleted = await this.kube.delete(PODS, namespace, pod.metadata?.name as string, {
         uid: pod.metadata?.uid,

@@ -6,6 +6,9 @@
 import { KubeConfig, type V1Pod, type V1Service } from '@kubernetes/client-node';
 import type { SessionBackendPool, SessionLivedBackend } from '../../common/src/backend';
 import {
+  ANNOTATION_KEY,
+  ANNOTATION_TOKEN_HASH,
+  ENV_SIDECAR_ASSIGN_HASH,
   LABEL_MANAGED_BY,
   LABEL_POOL,
   LABEL_POOL_TEMPLATE_HASH,
@@ -14,7 +17,7 @@ import {
   POOL_KIND,
   SIDECAR_CONTAINER,
 } from '../../common/src/constants';
-import { KubeApiError } from '../../common/src/errors';
+import { KubeApiError, TransientError } from '../../common/src/errors';
 import { FakeKubeClient } from '../../common/src/kube/fake-client';
 import { BACKENDS, PODS, POOLS, SERVICES } from '../../common/src/kube/resources';
 import { phaseOf } from '../../common/src/lifecycle';
@@ -24,10 +27,15 @@ import { waitFor } from '../../common/src/testing/wait-for';
 import { decide, type Action } from './decide';
 import { createOperatorMetrics } from './metrics';
 import { SpawnerOperator } from './operator';
+import { assignSecret, keyFingerprint, type Assignment } from '../../common/src/pool-assign';
+import { sha256Hex } from '../../common/src/connection-token';
+import { assignmentOf, waitsForAssignment, type AssignFn } from './assign-client';
+import { buildPod } from './desired-state';
 import { buildPoolPod, claimablePods, claimPatch, decidePool, templateHash, unclaimedPods } from './pool';
 import { backendFixture, CREATED, runningReady, secondsAfter, testConfig } from './test-fixtures';
 
 const NS = 'ns';
+const KEY_FP = keyFingerprint(testConfig.assignKey);
 
 function poolFixture(spec: Partial<SessionBackendPool['spec']> = {}): SessionBackendPool {
   return {
@@ -78,10 +86,35 @@ describe('warm pools: pure parts', () => {
     expect(pod.metadata?.labels).toEqual({
       [LABEL_MANAGED_BY]: 'spawner',
       [LABEL_POOL]: 'warm',
-      [LABEL_POOL_TEMPLATE_HASH]: templateHash(pool),
+      [LABEL_POOL_TEMPLATE_HASH]: templateHash(pool, KEY_FP),
     });
     expect(pod.metadata?.labels?.[LABEL_RUN]).toBeUndefined();
     expect(pod.metadata?.name).toMatch(/^warm-[0-9a-f]{5}$/);
+  });
+
+  it("a pool Pod's sidecar, and only it, holds the hash of that Pod's assign secret", () => {
+    const pool = poolFixture();
+    const pod = buildPoolPod(pool, testConfig, 'warm-abcde');
+    const [app, sidecar] = pod.spec!.containers;
+    const secret = assignSecret(testConfig.assignKey, NS, 'warm-abcde');
+    expect(sidecar.env).toContainEqual({ name: ENV_SIDECAR_ASSIGN_HASH, value: sha256Hex(secret) });
+    expect(JSON.stringify(app)).not.toContain(sha256Hex(secret));
+    expect(JSON.stringify(pod)).not.toContain(secret);
+    expect(waitsForAssignment(pod)).toBe(true);
+    expect(waitsForAssignment(buildPod(backendFixture(), testConfig))).toBe(false);
+  });
+
+  it('Pods built under another assign key are neither claimable nor kept', () => {
+    const pool = poolFixture();
+    const other = { ...testConfig, assignKey: Buffer.from('the key of an earlier operator') };
+    const stale = buildPoolPod(pool, other, 'warm-old');
+    stale.metadata = { ...stale.metadata, uid: 'old', resourceVersion: '9', creationTimestamp: secondsAfter(5) };
+    stale.spec = { ...stale.spec!, nodeName: 'node-a' };
+    stale.status = runningReady(true);
+    expect(claimablePods(pool, [stale], KEY_FP)).toEqual([]);
+    const plan = decidePool({ pool, pods: [stale], pending: 0, now: secondsAfter(10), keyFp: KEY_FP });
+    expect(plan.delete.map((d) => d.pod.metadata?.name)).toEqual(['warm-old']);
+    expect(plan.create).toBe(2);
   });
 
   it('only Ready, running, current-template, unclaimed Pods are claimable', () => {
@@ -94,7 +127,7 @@ describe('warm pools: pure parts', () => {
     claimed.metadata!.ownerReferences = [
       { apiVersion: 'spawner.dev/v1', kind: 'SessionLivedBackend', name: 'b', uid: 'b', controller: true },
     ];
-    expect(claimablePods(pool, [ready, starting, old, claimed])).toEqual([ready]);
+    expect(claimablePods(pool, [ready, starting, old, claimed], KEY_FP)).toEqual([ready]);
     expect(unclaimedPods(pool, [ready, starting, old, claimed])).toHaveLength(3);
   });
 
@@ -122,7 +155,7 @@ describe('warm pools: pure parts', () => {
 
   it('the pool fills up, counts what is ready, and says so in its conditions', () => {
     const pool = poolFixture({ replicas: 3 });
-    const plan = decidePool({ pool, pods: [readyPoolPod(pool)], pending: 1, now: secondsAfter(10) });
+    const plan = decidePool({ pool, pods: [readyPoolPod(pool)], pending: 1, now: secondsAfter(10), keyFp: KEY_FP });
     expect(plan.create).toBe(1);
     expect(plan.delete).toEqual([]);
     expect(plan.status).toMatchObject({ replicas: 1, readyReplicas: 1, observedGeneration: 1 });
@@ -138,7 +171,13 @@ describe('warm pools: pure parts', () => {
     claimed.metadata!.ownerReferences = [
       { apiVersion: 'spawner.dev/v1', kind: 'SessionLivedBackend', name: 'b', uid: 'b', controller: true },
     ];
-    const plan = decidePool({ pool, pods: [fresh, aged, oldTemplate, claimed], pending: 0, now: secondsAfter(10) });
+    const plan = decidePool({
+      pool,
+      pods: [fresh, aged, oldTemplate, claimed],
+      pending: 0,
+      now: secondsAfter(10),
+      keyFp: KEY_FP,
+    });
     expect(plan.delete.map((d) => d.pod)).toEqual(expect.arrayContaining([aged, oldTemplate]));
     expect(plan.delete).toHaveLength(2);
     expect(plan.create).toBe(1);
@@ -150,7 +189,7 @@ describe('warm pools: pure parts', () => {
     const ready = readyPoolPod(pool);
     const starting = readyPoolPod(pool);
     starting.status = runningReady(false);
-    const plan = decidePool({ pool, pods: [ready, starting], pending: 0, now: secondsAfter(10) });
+    const plan = decidePool({ pool, pods: [ready, starting], pending: 0, now: secondsAfter(10), keyFp: KEY_FP });
     expect(plan.delete.map((d) => d.pod)).toEqual([starting]);
     expect(plan.create).toBe(0);
   });
@@ -171,7 +210,7 @@ describe('warm pools: pure parts', () => {
         },
       ],
     };
-    const plan = decidePool({ pool, pods: [pod], pending: 0, now: secondsAfter(10) });
+    const plan = decidePool({ pool, pods: [pod], pending: 0, now: secondsAfter(10), keyFp: KEY_FP });
     const failing = plan.status.conditions?.find((c) => c.type === 'PodsFailing');
     expect(failing?.status).toBe('True');
     expect(failing?.message).toContain(pod.metadata?.name as string);
@@ -226,11 +265,18 @@ describe('warm pools: the operator against the in-memory API', () => {
   let registry: ReturnType<typeof createRegistry>;
   let op: SpawnerOperator;
   let kubelet: ReturnType<typeof setInterval>;
+  /** The assignments handed to claimed Pods' sidecars, with the backend's phase at that moment. */
+  let assigned: Array<{ assignment: Assignment; pod: string; phase: string }>;
+  let failAssign: number;
 
   const manifest = (name: string, pool = 'warm'): SessionLivedBackend => ({
     apiVersion: 'spawner.dev/v1',
     kind: 'SessionLivedBackend',
-    metadata: { name, namespace: NS },
+    metadata: {
+      name,
+      namespace: NS,
+      annotations: { [ANNOTATION_KEY]: `doc-${name}`, [ANNOTATION_TOKEN_HASH]: sha256Hex(`token-${name}`) },
+    },
     spec: { template: { containers: [{ name: 'app', image: 'spawner-test-app' }] }, httpPort: 8080, poolRef: { name: pool } },
   });
   const poolManifest = (spec: Partial<SessionBackendPool['spec']> = {}): SessionBackendPool => ({
@@ -252,7 +298,25 @@ describe('warm pools: the operator against the in-memory API', () => {
       () => ref.op?.backends() ?? [],
       () => 0,
     );
-    op = new SpawnerOperator(new KubeConfig(), kube, { ...testConfig, serviceMode: 'None' }, metrics, silentLogger);
+    assigned = [];
+    failAssign = 0;
+    const assign: AssignFn = async (b, pod) => {
+      if (failAssign > 0) {
+        failAssign--;
+        throw new TransientError('sidecar not answering');
+      }
+      const live = kube.peek<SessionLivedBackend>(BACKENDS, NS, b.metadata.name as string);
+      assigned.push({ assignment: assignmentOf(b), pod: pod.metadata?.name as string, phase: live ? phaseOf(live) : 'gone' });
+    };
+    op = new SpawnerOperator(
+      new KubeConfig(),
+      kube,
+      { ...testConfig, serviceMode: 'None' },
+      metrics,
+      silentLogger,
+      undefined,
+      assign,
+    );
     ref.op = op;
     await op.start();
     await op.activate();
@@ -305,12 +369,38 @@ describe('warm pools: the operator against the in-memory API', () => {
       .map((w) => `${w.verb}${w.subresource ? `/${w.subresource}` : ''}`);
     expect(backendWrites.sort()).toEqual(['patch', 'patch/status']);
     expect(kube.all<V1Service>(SERVICES)).toHaveLength(0);
+    // The claimed Pod's sidecar learnt its backend once, before the backend was Ready.
+    expect(assigned).toEqual([
+      {
+        assignment: { name: 'b1', uid: b.metadata.uid, key: 'doc-b1', tokenSha256: sha256Hex('token-b1') },
+        pod: pod.metadata?.name,
+        phase: 'Submitted',
+      },
+    ]);
 
     await waitFor(() => readyCount() === 3 && pool()?.status?.replicas === 3, { description: 'refilled' });
     expect(kube.all(PODS)).toHaveLength(4);
-    const starts = (await registry.getSingleMetric('spawner_backend_start_seconds')!.get()).values;
-    expect(starts.find((v) => v.metricName === 'spawner_backend_start_seconds_count' && v.labels.launch === 'warm')?.value).toBe(1);
-    expect(starts.find((v) => v.metricName === 'spawner_backend_start_seconds_count' && v.labels.launch === 'cold')).toBeUndefined();
+    const starts = (await registry.getSingleMetric('spawner_backend_start_seconds')!.get()).values as Array<{
+      metricName?: string;
+      labels: Record<string, string | number>;
+      value: number;
+    }>;
+    const count = (launch: string) =>
+      starts.find((v) => v.metricName === 'spawner_backend_start_seconds_count' && v.labels.launch === launch)?.value;
+    expect(count('warm')).toBe(1);
+    expect(count('cold')).toBeUndefined();
+  });
+
+  it('a sidecar that does not take its assignment yet keeps the backend from Ready until it does', async () => {
+    await kube.create(POOLS, NS, poolManifest({ replicas: 1 }));
+    await waitFor(() => readyCount() === 1, { description: 'pool full' });
+    failAssign = 2;
+    await kube.create(BACKENDS, NS, manifest('b2'));
+    await waitFor(() => assigned.length === 1, { description: 'assigned after retries', timeoutMs: 10_000 });
+    expect(failAssign).toBe(0);
+    expect(assigned[0].phase).not.toBe('Ready');
+    await waitFor(() => backend('b2')?.status?.phase === 'Ready', { description: 'Ready' });
+    expect(backend('b2')?.status).toMatchObject({ launch: 'Warm', podName: assigned[0].pod });
   });
 
   it('an empty pool: ColdStart starts the backend cold (PoolEmpty); Reject fails it (PoolEmpty)', async () => {
@@ -339,7 +429,7 @@ describe('warm pools: the operator against the in-memory API', () => {
     await waitFor(() => backend('b1')?.status?.phase === 'Ready');
     await waitFor(() => readyCount() === 2);
     const claimedUid = backend('b1')!.status?.podUID;
-    const oldHash = templateHash(pool()!);
+    const oldHash = templateHash(pool()!, KEY_FP);
     await kube.patch(
       POOLS,
       NS,

@@ -20,8 +20,18 @@ import {
   type SessionBackendPoolStatus,
   type SessionLivedBackend,
 } from '../../common/src/backend';
-import { LABEL_MANAGED_BY, LABEL_POOL, LABEL_POOL_TEMPLATE_HASH, MANAGED_BY, POOL_KIND } from '../../common/src/constants';
+import { sha256Hex } from '../../common/src/connection-token';
+import {
+  ENV_SIDECAR_ASSIGN_HASH,
+  LABEL_MANAGED_BY,
+  LABEL_POOL,
+  LABEL_POOL_TEMPLATE_HASH,
+  MANAGED_BY,
+  POOL_KIND,
+  SIDECAR_CONTAINER,
+} from '../../common/src/constants';
 import { poolCondition } from '../../common/src/lifecycle';
+import { assignSecret, keyFingerprint } from '../../common/src/pool-assign';
 import { buildPod, childLabels, ownerReference, specProblems, type SidecarConfig } from './desired-state';
 import { observePod } from './observe-pod';
 
@@ -31,11 +41,18 @@ function asBackend(pool: SessionBackendPool, podName: string): SessionLivedBacke
   return newBackend(podName, pool.metadata.namespace as string, spec, { uid: pool.metadata.uid });
 }
 
-/** Short hash of what a pool Pod is built from (template and port): a change replaces unclaimed Pods. */
-export function templateHash(pool: SessionBackendPool): string {
-  const text = JSON.stringify({ template: pool.spec.template, httpPort: pool.spec.httpPort ?? null });
+/**
+ * Short hash of what a pool Pod is built from (template, port, and the fingerprint of the
+ * operator's assign key, common/src/pool-assign.ts): a change replaces unclaimed Pods, so none
+ * is left whose sidecar the operator could not assign.
+ */
+export function templateHash(pool: SessionBackendPool, keyFp: string): string {
+  const text = JSON.stringify({ template: pool.spec.template, httpPort: pool.spec.httpPort ?? null, key: keyFp });
   return createHash('sha256').update(text).digest('hex').slice(0, 10);
 }
+
+/** What pool Pods are built with: the sidecar settings and the operator's assign key. */
+export type PoolPodConfig = SidecarConfig & { assignKey: Buffer };
 
 /** Problems of the pool's template a backend's spec could not have either (reserved ports, names). */
 export const poolSpecProblems = (pool: SessionBackendPool): string[] => specProblems(asBackend(pool, 'x'));
@@ -51,14 +68,21 @@ export function poolOwnerReference(pool: SessionBackendPool): V1OwnerReference {
 export const newPoolPodName = (pool: SessionBackendPool): string =>
   `${(pool.metadata.name as string).slice(0, 52)}-${randomBytes(4).toString('hex').slice(0, 5)}`;
 
-/** An unclaimed Pod of the pool, built like a backend's Pod. */
-export function buildPoolPod(pool: SessionBackendPool, cfg: SidecarConfig, name = newPoolPodName(pool)): V1Pod {
+/**
+ * An unclaimed Pod of the pool, built like a backend's Pod, whose sidecar waits for its
+ * assignment: it holds the hash of this Pod's assign secret and refuses all traffic until then.
+ */
+export function buildPoolPod(pool: SessionBackendPool, cfg: PoolPodConfig, name = newPoolPodName(pool)): V1Pod {
   const pod = buildPod(asBackend(pool, name), cfg);
+  const sidecar = pod.spec?.containers.find((c) => c.name === SIDECAR_CONTAINER);
+  if (!sidecar) throw new Error('a pool Pod without its sidecar');
+  const secret = assignSecret(cfg.assignKey, pool.metadata.namespace as string, name);
+  sidecar.env = [...(sidecar.env ?? []), { name: ENV_SIDECAR_ASSIGN_HASH, value: sha256Hex(secret) }];
   const meta = pod.metadata ?? {};
   meta.labels = {
     [LABEL_MANAGED_BY]: MANAGED_BY,
     [LABEL_POOL]: pool.metadata.name as string,
-    [LABEL_POOL_TEMPLATE_HASH]: templateHash(pool),
+    [LABEL_POOL_TEMPLATE_HASH]: templateHash(pool, keyFingerprint(cfg.assignKey)),
   };
   meta.ownerReferences = [poolOwnerReference(pool)];
   pod.metadata = meta;
@@ -82,17 +106,17 @@ export function unclaimedPods(pool: SessionBackendPool, pods: Iterable<V1Pod>): 
 
 const appName = (pool: SessionBackendPool): string => pool.spec.template.containers[0].name;
 
-/** Whether a backend may claim this Pod: the pool's, of its current template, started and Ready. */
-export function isClaimable(pool: SessionBackendPool, pod: V1Pod): boolean {
+/** Whether a backend may claim this Pod: the pool's, of its current template and key, started and Ready. */
+export function isClaimable(pool: SessionBackendPool, pod: V1Pod, keyFp: string): boolean {
   if (pod.metadata?.deletionTimestamp) return false;
-  if (pod.metadata?.labels?.[LABEL_POOL_TEMPLATE_HASH] !== templateHash(pool)) return false;
+  if (pod.metadata?.labels?.[LABEL_POOL_TEMPLATE_HASH] !== templateHash(pool, keyFp)) return false;
   const obs = observePod(pod, appName(pool));
   return obs.ready && obs.running && !!obs.nodeName && !obs.terminated;
 }
 
 /** The Pods a backend of this pool may claim, in the order to try them. */
-export function claimablePods(pool: SessionBackendPool, pods: Iterable<V1Pod>): V1Pod[] {
-  return unclaimedPods(pool, pods).filter((p) => isClaimable(pool, p));
+export function claimablePods(pool: SessionBackendPool, pods: Iterable<V1Pod>, keyFp: string): V1Pod[] {
+  return unclaimedPods(pool, pods).filter((p) => isClaimable(pool, p, keyFp));
 }
 
 /**
@@ -129,6 +153,8 @@ export interface DecidePoolInput {
   /** Pods this operator created that its cache has not shown yet. */
   pending: number;
   now: Date;
+  /** The fingerprint of the operator's assign key (Pods built under another are replaced). */
+  keyFp: string;
 }
 
 const created = (p: V1Pod): number => new Date(p.metadata?.creationTimestamp as unknown as string).getTime();
@@ -141,7 +167,7 @@ const created = (p: V1Pod): number => new Date(p.metadata?.creationTimestamp as 
 export function decidePool(input: DecidePoolInput): PoolPlan {
   const { pool, now } = input;
   const nowMs = now.getTime();
-  const hash = templateHash(pool);
+  const hash = templateHash(pool, input.keyFp);
   const want = replicasOf(pool);
   const maxAge = pool.spec.maxIdleAgeSeconds;
   const toDelete: PoolPlan['delete'] = [];
@@ -154,7 +180,7 @@ export function decidePool(input: DecidePoolInput): PoolPlan {
     if (pod.metadata?.deletionTimestamp) continue;
     const obs = observePod(pod, appName(pool));
     if (pod.metadata?.labels?.[LABEL_POOL_TEMPLATE_HASH] !== hash) {
-      toDelete.push({ pod, why: 'template changed' });
+      toDelete.push({ pod, why: 'template or assign key changed' });
       continue;
     }
     if (obs.terminated) {
@@ -179,7 +205,7 @@ export function decidePool(input: DecidePoolInput): PoolPlan {
   // Too many (scaled down): the ones not ready first, then the newest.
   if (keep.length > want) {
     const ranked = [...keep].sort(
-      (a, b) => Number(isClaimable(pool, a)) - Number(isClaimable(pool, b)) || created(b) - created(a),
+      (a, b) => Number(isClaimable(pool, a, input.keyFp)) - Number(isClaimable(pool, b, input.keyFp)) || created(b) - created(a),
     );
     for (const pod of ranked.slice(0, keep.length - want)) {
       toDelete.push({ pod, why: 'more than spec.replicas' });
@@ -187,7 +213,7 @@ export function decidePool(input: DecidePoolInput): PoolPlan {
     }
   }
   const create = problems.length > 0 ? 0 : Math.max(0, want - keep.length - input.pending);
-  const ready = keep.filter((p) => isClaimable(pool, p)).length;
+  const ready = keep.filter((p) => isClaimable(pool, p, input.keyFp)).length;
 
   const previous = pool.status?.conditions;
   const conditions: Condition[] = [

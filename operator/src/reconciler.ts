@@ -26,6 +26,8 @@ import type { HandlerResult } from '../../common/src/work-queue';
 import type { OperatorConfig } from './config';
 import { decide, type Action, type DecideInput } from './decide';
 import { claimablePods, claimPatch, podsControlledBy } from './pool';
+import { httpAssign, waitsForAssignment, type AssignFn } from './assign-client';
+import { keyFingerprint } from '../../common/src/pool-assign';
 import { EventRecorder } from './event-recorder';
 import { buildPod, buildService } from './desired-state';
 import type { OperatorMetrics } from './metrics';
@@ -72,16 +74,21 @@ export class Reconciler {
   /** Called after a claim took a Pod from a pool, so the pool refills at once. */
   onPoolChanged?: (namespace: string, pool: string) => void;
 
+  private readonly keyFp: string;
+
   constructor(
     private readonly kube: KubeClient,
     private readonly cache: ObjectCache,
-    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity' | 'serviceMode'> &
+    private readonly config: Pick<OperatorConfig, 'failedRetentionSeconds' | 'identity' | 'serviceMode' | 'assignKey'> &
       Parameters<typeof buildPod>[1],
     private readonly metrics: OperatorMetrics,
     private readonly logger: Logger,
     private readonly now: () => Date = () => new Date(),
+    /** Hands a claimed pool Pod's sidecar its backend (tests pass a fake). */
+    private readonly assign: AssignFn = httpAssign(config.assignKey),
   ) {
     this.events = new EventRecorder(kube, logger);
+    this.keyFp = keyFingerprint(config.assignKey);
   }
 
   /** Seed the set of existing events, so a restarted operator does not re-create them. */
@@ -150,6 +157,17 @@ export class Reconciler {
       });
     }
 
+    // A claimed pool Pod's sidecar learns its backend before the status write that could make it
+    // routable (and again after a restart in between: the sidecar takes a repeated assignment).
+    if (
+      pod &&
+      backend.spec.poolRef &&
+      !backend.status?.launch &&
+      waitsForAssignment(pod) &&
+      plan.actions.some((a) => a.kind === 'transition')
+    ) {
+      await this.assign(backend, pod);
+    }
     for (const step of steps(plan.actions)) {
       // The Pod and the Service do not depend on each other: create them at once.
       const results = await Promise.all(step.map((action) => this.apply(key, backend as SessionLivedBackend, action)));
@@ -246,7 +264,8 @@ export class Reconciler {
         if (isTerminal(p) || phaseRank(p) <= phaseRank(from) || phaseRank(p) > phaseRank(t.phase)) continue;
         const seconds = Math.max(0, (now.getTime() - created) / 1000);
         this.metrics.spawnStage.observe({ stage: p.toLowerCase() }, seconds);
-        if (p === 'Ready') this.metrics.startSeconds.observe({ launch: patched.status?.launch === 'Warm' ? 'warm' : 'cold' }, seconds);
+        if (p === 'Ready')
+          this.metrics.startSeconds.observe({ launch: patched.status?.launch === 'Warm' ? 'warm' : 'cold' }, seconds);
       }
       this.metrics.transitions.inc({ phase: t.phase });
       if (t.phase === 'Failed') this.metrics.terminations.inc({ phase: 'Failed', reason: t.reason ?? 'Unknown' });
@@ -332,7 +351,9 @@ export class Reconciler {
     if (!pool) return { found: false, whenEmpty: 'ColdStart', claimable: [] };
     const nowMs = this.now().getTime();
     for (const [uid, at] of this.taken) if (nowMs - at > TAKEN_MEMORY_MS) this.taken.delete(uid);
-    const claimable = claimablePods(pool, this.cache.pods(namespace)).filter((p) => !this.taken.has(p.metadata?.uid as string));
+    const claimable = claimablePods(pool, this.cache.pods(namespace), this.keyFp).filter(
+      (p) => !this.taken.has(p.metadata?.uid as string),
+    );
     // A random order: concurrent claims of one pool spread over its Pods instead of racing for one.
     for (let i = claimable.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));

@@ -23,6 +23,7 @@ export const testConfig: OperatorConfig = {
   leaseNamespace: 'ns',
   identity: 'test',
   logLevel: 'error',
+  assignKey: Buffer.from('test operator assign key'),
 };
 
 export function backendFixture(

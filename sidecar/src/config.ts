@@ -15,6 +15,7 @@ export interface SidecarConfig {
   adminPort: number;
   listenHost: string;
   tokenSha256?: string;
+  assignSha256?: string;
   holdTimeoutMs: number;
   holdMaxQueued: number;
   heartbeatSeconds: number;
@@ -45,6 +46,12 @@ export const SIDECAR_CONFIG: ConfigSpec = {
         type: 'string',
         pattern: '^[0-9a-fA-F]{64}$',
         description: `Hex SHA-256 of the connection token; when set, requests must carry the token. Also read from ${ENV_SIDECAR_TOKEN_HASH}.`,
+      },
+      assignSha256: {
+        type: 'string',
+        pattern: '^[0-9a-fA-F]{64}$',
+        description:
+          "Hex SHA-256 of a warm pool Pod's assign secret: the sidecar starts unassigned, refuses all traffic until the operator POSTs its backend to /assign on the admin port with that secret (common/src/pool-assign.ts).",
       },
       holdTimeoutMs: {
         type: 'integer',
@@ -85,6 +92,7 @@ export function loadSidecarConfig(argv: string[] = process.argv.slice(2), env: N
   alias('LOG_LEVEL', envName(SIDECAR_CONFIG.envPrefix, 'logLevel'));
   const config = loadConfig<SidecarConfig>(SIDECAR_CONFIG, argv, withAliases);
   if (config.tokenSha256) config.tokenSha256 = config.tokenSha256.toLowerCase();
+  if (config.assignSha256) config.assignSha256 = config.assignSha256.toLowerCase();
   return config;
 }
 

@@ -3,10 +3,10 @@
  * shared state the relay enforces its rules against (token, holding, accounting), and the
  * listen/drain/destroy lifecycle the sidecar drives.
  */
-import type { TokenGate } from '../../common/src/connection-token';
 import type { Logger } from '../../common/src/logger';
 import type { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
 import type { Activity } from './activity';
+import type { SidecarAccess } from './assignment';
 import type { HoldQueue } from './hold-queue';
 import type { SidecarMetrics } from './metrics';
 
@@ -15,7 +15,8 @@ export interface DataPathDeps {
   upstreamPort: number;
   activity: Activity;
   metrics: SidecarMetrics;
-  gate: TokenGate | undefined;
+  /** The token gate, the identity to tell the app, and whether a pool Pod is still unassigned. */
+  access: Pick<SidecarAccess, 'gate' | 'identity' | 'pending'>;
   queue: HoldQueue;
   tracker: TunnelTracker;
   logger: Logger;

@@ -13,6 +13,10 @@ export const UNAUTHORIZED_BODY = `${JSON.stringify({
   },
 })}\n`;
 
+const UNASSIGNED_BODY = `${JSON.stringify({
+  error: { code: 'unassigned', message: 'this is an unclaimed warm pool Pod; it serves no backend yet' },
+})}\n`;
+
 export const answers = {
   unauthorized: (): Answer => ({
     status: 401,
@@ -23,4 +27,9 @@ export const answers = {
   holdTimeout: (): Answer => text(504, 'the backend did not start accepting connections in time\n'),
   holdFull: (): Answer => text(503, 'too many requests are waiting for the backend to start\n'),
   stopping: (): Answer => text(503, 'the backend is shutting down\n'),
+  unassigned: (): Answer => ({
+    status: 503,
+    body: UNASSIGNED_BODY,
+    contentType: 'application/json',
+  }),
 };

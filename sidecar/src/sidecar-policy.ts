@@ -1,10 +1,11 @@
 /**
  * The sidecar's admission policy over the relay core (common/src/relay): one upstream, the app
- * on 127.0.0.1. Per request: the token gate (401, never forwarded, no activity), then activity
+ * on 127.0.0.1. Per request: refused while a warm pool Pod is unassigned (503), the token gate (401, never forwarded, no activity), then activity
  * and accounting, then forward, or hold while the app does not accept connections yet (504 after
  * holdTimeoutMs, 503 when holdMaxQueued wait or the sidecar is stopping). A 101 hands the pair to
  * the WebSocket tracker. See docs/adr/0005-sidecar-data-path.md.
  */
+import { inboundIdentityLines } from '../../common/src/backend-identity';
 import { forwardedHttps, tokenCookie } from '../../common/src/connection-token';
 import { rewriteRequestHead } from '../../common/src/relay/http1';
 import type { Decision, RelayPolicy, RequestView, Ticket, UpstreamAddress } from '../../common/src/relay/policy';
@@ -25,9 +26,16 @@ export class SidecarPolicy implements RelayPolicy {
   admit(request: RequestView, ticket: Ticket): Decision | undefined {
     const { deps } = this;
     const { parsed } = request;
+    const { access } = deps;
+    // A warm pool Pod before its claim: nobody's backend yet, so nothing reaches the app.
+    if (access.pending) return { kind: 'answer', answer: answers.unassigned() };
+    // An assigned pool Pod tells the app whom it serves; copies a client sent never get through.
+    const identity = access.identity;
+    const identityDrop = identity === '' ? [] : inboundIdentityLines(parsed);
     let forward: Decision;
-    if (deps.gate !== undefined) {
-      const admission = deps.gate.admit(parsed);
+    const gate = access.gate;
+    if (gate !== undefined) {
+      const admission = gate.admit(parsed);
       if (!admission.ok) {
         deps.metrics.unauthorized(!request.upgrade);
         return { kind: 'answer', answer: answers.unauthorized() };
@@ -38,8 +46,8 @@ export class SidecarPolicy implements RelayPolicy {
         upstream: this.upstream,
         head: rewriteRequestHead(request.head, parsed, {
           target: admission.target,
-          drop: admission.drop,
-          extra: admission.extra,
+          drop: identity === '' ? admission.drop : [...admission.drop, ...identityDrop],
+          extra: admission.extra + identity,
           remote: request.remote,
         }),
         setCookie: admission.setCookie
@@ -50,7 +58,11 @@ export class SidecarPolicy implements RelayPolicy {
       forward = {
         kind: 'forward',
         upstream: this.upstream,
-        head: rewriteRequestHead(request.head, parsed, { remote: request.remote }),
+        head: rewriteRequestHead(
+          request.head,
+          parsed,
+          identity === '' ? { remote: request.remote } : { drop: identityDrop, extra: identity, remote: request.remote },
+        ),
       };
     }
     if (!request.upgrade) {

@@ -4,20 +4,22 @@
  * mode can run many in one process: ports may be 0 (the bound ones are exposed after start) and
  * each instance has its own metrics registry.
  *
- * Request path (src/relay.ts): token check
- * (401, no activity) → activity + accounting → forward, or hold while the app is not accepting
- * connections yet (504 after holdTimeoutMs, 503 when holdMaxQueued wait).
+ * Request path (src/sidecar-policy.ts over the relay core): refused while a warm pool Pod waits
+ * for its claim (503; src/assignment.ts) → token check (401, no activity) → activity +
+ * accounting → forward, or hold while the app is not accepting connections yet (504 after
+ * holdTimeoutMs, 503 when holdMaxQueued wait).
  */
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { startAdminServer } from '../../common/src/admin-server';
-import { TokenGate } from '../../common/src/connection-token';
+import { ASSIGN_PATH } from '../../common/src/pool-assign';
 import { createLogger, type Logger } from '../../common/src/logger';
 import { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
 import { createRegistry } from '../../common/src/metrics';
 import { Activity, type Clock, type SidecarState, type StateMessage } from './activity';
 import { adminRoutes, EventStream } from './admin';
+import { SidecarAccess } from './assignment';
 import type { SidecarConfig } from './config';
 import type { DataPath, DataPathDeps } from './data-path';
 import { HoldQueue } from './hold-queue';
@@ -65,7 +67,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
   const registry = deps.registry ?? createRegistry('sidecar', deps.defaultMetrics ?? true);
   const activity = new Activity(deps.now);
   const metrics = createSidecarMetrics(registry, activity);
-  const gate = config.tokenSha256 ? new TokenGate(config.tokenSha256) : undefined;
+  const access = new SidecarAccess(config.tokenSha256, config.assignSha256, logger);
   const queue = new HoldQueue(config.holdTimeoutMs, config.holdMaxQueued, (delta) => activity.heldChanged(delta));
   const tracker = new TunnelTracker(
     () => {
@@ -80,7 +82,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
     upstreamPort: config.upstreamPort,
     activity,
     metrics,
-    gate,
+    access,
     queue,
     tracker,
     logger,
@@ -119,14 +121,15 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
           registry,
           logger,
           ready: () => activity.ready,
-          routes: adminRoutes(activity, events),
+          routes: { ...adminRoutes(activity, events), [ASSIGN_PATH]: access.handle },
         }),
       ]);
       logger.info('sidecar listening', {
         servePort: relay.port,
         adminPort: portOf(adminServer, config.adminPort),
         upstream: `${config.upstreamHost}:${config.upstreamPort}`,
-        token: gate !== undefined,
+        token: config.tokenSha256 !== undefined,
+        pool: access.pending,
       });
       probe = probeUntilReady(config.upstreamHost, config.upstreamPort, () => {
         logger.info('app accepts connections', { afterMs: Date.now() - startedAt, released: queue.size });

@@ -119,7 +119,7 @@ export interface RequestHead {
   hasForwardedHost: boolean;
   /**
    * Only collected when asked for (`withRouting`): the headers a relay may take out or replace
-   * (where the connection token travels, X-Forwarded-Proto/-Prefix, X-Spawner-Backend[-Uid]),
+   * (where the connection token travels, X-Forwarded-Proto/-Prefix, X-Spawner-Backend[-Uid], X-Spawner-Key),
    * lowercase names, and their lines.
    */
   tokenHeaders: Record<string, string> | undefined;
@@ -206,6 +206,8 @@ export function parseRequestHead(head: string, withRouting: boolean): RequestHea
       case 13:
         if (withRouting && nameIs(head, pos, 'authorization')) {
           collect(req, 'authorization', trimOws(head, colon + 1, eol), [pos, eol + 2]);
+        } else if (withRouting && nameIs(head, pos, 'x-spawner-key')) {
+          collect(req, 'x-spawner-key', trimOws(head, colon + 1, eol), [pos, eol + 2]);
         }
         break;
       case 14:

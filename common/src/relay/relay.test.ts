@@ -94,7 +94,7 @@ const sidecar: Target = {
       upstreamPort,
       activity,
       metrics,
-      gate: opts.token ? new TokenGate(TOKEN_SHA256) : undefined,
+      access: { gate: opts.token ? new TokenGate(TOKEN_SHA256) : undefined, identity: '', pending: false },
       queue,
       tracker,
       logger: silentLogger,

@@ -1,0 +1,34 @@
+/**
+ * Who a backend's app serves, as the app learns it from every request (SPEC section 12): the
+ * backend's name, uid and key in `X-Spawner-Backend`, `X-Spawner-Backend-Uid` and
+ * `X-Spawner-Key`. Both hops set them, the entry point from the backend it routed to and the
+ * sidecar of a claimed warm Pod from its assignment, and both drop whatever a client sent under
+ * those names first, so an app can trust them. The key is percent-encoded (it is the caller's
+ * free-form string; a header value must not carry CR, LF or non-ASCII).
+ */
+import type { LineRange, RequestHead } from './relay/http1';
+
+export const BACKEND_HEADER = 'X-Spawner-Backend';
+export const BACKEND_UID_HEADER = 'X-Spawner-Backend-Uid';
+export const BACKEND_KEY_HEADER = 'X-Spawner-Key';
+
+export interface BackendIdentity {
+  name: string;
+  uid?: string;
+  key?: string;
+}
+
+/** The header lines that state an identity, to append to a request head. */
+export function identityHeaderLines(id: BackendIdentity): string {
+  let lines = `${BACKEND_HEADER}: ${id.name}\r\n`;
+  if (id.uid) lines += `${BACKEND_UID_HEADER}: ${id.uid}\r\n`;
+  if (id.key !== undefined) lines += `${BACKEND_KEY_HEADER}: ${encodeURIComponent(id.key)}\r\n`;
+  return lines;
+}
+
+/** Where a request head carries identity headers of its own (the parser collects them), to drop. */
+export function inboundIdentityLines(parsed: RequestHead): LineRange[] {
+  const lines = parsed.tokenLines;
+  if (lines === undefined) return [];
+  return [...(lines['x-spawner-backend'] ?? []), ...(lines['x-spawner-backend-uid'] ?? []), ...(lines['x-spawner-key'] ?? [])];
+}

@@ -235,7 +235,12 @@ describe('chart', () => {
       expect(proxy.from).toHaveLength(1);
       expect(routers).toEqual({ from: [router, block], ports: [{ protocol: 'TCP', port: 9090 }] });
       expect(admin.ports).toEqual([{ protocol: 'TCP', port: 9091 }]);
-      expect(admin.from).toHaveLength(2);
+      // The sweeper, the operator (warm pool assignment) and Prometheus.
+      expect(admin.from.map((f: any) => f.podSelector?.matchLabels?.['app.kubernetes.io/component'] ?? 'prometheus')).toEqual([
+        'sweeper',
+        'operator',
+        'prometheus',
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -8,6 +8,7 @@
  *   spawn-pipeline   200 backends through the API vs 200 raw Pod+Service pairs (cluster)
  *   operator-scale   operator with 2,000 existing backends (cluster)
  *   sweeper-scale    one sweeper following 1,000 sidecar state streams (cluster)
+ *   warm-pool        warm claims from a pool vs cold creates: create→Ready, writes, hit ratio (cluster)
  *
  * Benchmarks that need the cluster take the e2e lock (/tmp/spawner-e2e.lock) for as long as they
  * use it, start the cluster if none runs (and stop it afterwards), or reuse a running one.
@@ -21,6 +22,7 @@ import { killAllChildrenNow, stopAllChildren } from './processes';
 import { machineInfo, printResult, saveResult, type BenchResult } from './report';
 import { spawnPipeline } from './spawn-pipeline';
 import { sweeperScale } from './sweeper-scale';
+import { warmPool } from './warm-pool';
 import { SERVICE_MODES, type ServiceMode } from '../../operator/src/config';
 
 type Flags = Record<string, string>;
@@ -119,6 +121,21 @@ const BENCHMARKS: Record<string, Benchmark> = {
         spreadS: num(f, 'spread', 90),
         // As sweeper/Dockerfile runs it; --sweeper-node-args= (empty) for Node's defaults.
         nodeArgs: (f['sweeper-node-args'] ?? '--max-semi-space-size=2').split(' ').filter(Boolean),
+      }),
+  },
+  'warm-pool': {
+    tools: ['flock', 'ip', 'openssl'],
+    cluster: true,
+    help: '--rounds=3 --warm=10 --cold=5 (per round, one at a time; the pool keeps rounds × warm) --concurrent=20 --pool=5 --rate=2 --seconds=30 (steady rate)',
+    run: (f) =>
+      warmPool({
+        rounds: num(f, 'rounds', 3),
+        warmPerRound: num(f, 'warm', 10),
+        coldPerRound: num(f, 'cold', 5),
+        poolSize: num(f, 'pool', 5),
+        concurrent: num(f, 'concurrent', 20),
+        steadyRate: num(f, 'rate', 2),
+        steadySeconds: num(f, 'seconds', 30),
       }),
   },
 };

@@ -63,6 +63,11 @@ export interface Backend {
   createdAt: string;
   nodeName?: string;
   podIP?: string;
+  /** The backend's Pod (a warm pool's Pod after a claim). */
+  podName?: string;
+  /** From a pool: Warm (a started Pod claimed) or Cold (a Pod started for it; launchReason says why). */
+  launch?: 'Warm' | 'Cold';
+  launchReason?: string;
   spec: SessionLivedBackendSpec;
 }
 

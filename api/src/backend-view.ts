@@ -89,6 +89,9 @@ export class BackendUrls {
     if (s.message) out.message = s.message;
     if (s.nodeName) out.nodeName = s.nodeName;
     if (s.podIP) out.podIP = s.podIP;
+    if (s.podName) out.podName = s.podName;
+    if (s.launch) out.launch = s.launch;
+    if (s.launchReason) out.launchReason = s.launchReason;
     return out;
   }
 

@@ -31,20 +31,23 @@
   }
 
   /**
-   * How the backend started, from its phase events. The API's backend view does not carry
-   * status.launch, so this relies on how the operator's lifecycle writes them: a claimed
-   * pre-started process takes the backend from Submitted to Ready in one status write (Constructed
-   * and Ready share one time), while a cold start records Constructed when its process is created,
-   * before it can be Ready.
+   * How the backend started: the API's view of it says (launch Warm or Cold, with the reason of a
+   * cold start); the time is its phase events', created → Ready.
    */
-  function showLaunch(s) {
+  async function showLaunch(s) {
     const at = (phase) => s.phases[phase];
     if (at('Ready') === undefined || at('Submitted') === undefined) return;
-    const warm = at('Constructed') === at('Ready');
     const ms = Date.parse(at('Ready')) - Date.parse(at('Submitted'));
-    $('launch').textContent = `${warm ? 'Warm' : 'Cold'}: created → Ready in ${ms} ms${
-      warm ? ' (a pre-started process of the pool was claimed)' : ' (a process was started for it)'
-    }`;
+    const query = s.token ? `?${TOKEN_PARAM}=${encodeURIComponent(s.token)}` : '';
+    const res = await fetch(`/v1/backends/${encodeURIComponent(s.name)}${query}`, { headers: s.apiHeaders }).catch(
+      () => undefined,
+    );
+    const view = res && res.ok ? await res.json().catch(() => ({})) : {};
+    const warm = view.launch === 'Warm';
+    const why = warm
+      ? ' (a pre-started process of the pool was claimed)'
+      : ` (a process was started for it${view.launchReason ? `: ${view.launchReason}` : ''})`;
+    $('launch').textContent = `${warm ? 'Warm' : 'Cold'}: created → Ready in ${ms} ms${why}`;
     $('launch').className = warm ? 'launch-warm' : 'launch-cold';
   }
 
@@ -100,7 +103,7 @@
       const event = JSON.parse(m.data);
       setPhase(event);
       s.phases[event.phase] = event.time;
-      if (event.phase === 'Ready') showLaunch(s);
+      if (event.phase === 'Ready') void showLaunch(s);
       if (event.phase === 'Ready') connect(s);
       if (TERMINAL.includes(event.phase)) {
         s.ended = true;
@@ -156,6 +159,7 @@
       ended: false,
       /** Phase → the time it was reached, from the status stream. */
       phases: {},
+      apiHeaders: apiToken ? { authorization: `Bearer ${apiToken}` } : {},
     };
     session = s;
     $('session').hidden = false;

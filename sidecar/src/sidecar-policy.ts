@@ -1,9 +1,10 @@
 /**
  * The sidecar's admission policy over the relay core (common/src/relay): one upstream, the app
- * on 127.0.0.1. Per request: refused while a warm pool Pod is unassigned (503), the token gate (401, never forwarded, no activity), then activity
- * and accounting, then forward, or hold while the app does not accept connections yet (504 after
- * holdTimeoutMs, 503 when holdMaxQueued wait or the sidecar is stopping). A 101 hands the pair to
- * the WebSocket tracker. See docs/adr/0005-sidecar-data-path.md.
+ * on 127.0.0.1. Per request: refused while a warm pool Pod is unassigned (503), the token gate
+ * (401, never forwarded, no activity), then activity and accounting, then forward, or hold while
+ * the app does not accept connections yet (504 after holdTimeoutMs, 503 when holdMaxQueued wait
+ * or the sidecar is stopping). A 101 hands the pair to the WebSocket tracker. See
+ * docs/adr/0005-sidecar-data-path.md.
  */
 import { inboundIdentityLines } from '../../common/src/backend-identity';
 import { forwardedHttps, tokenCookie } from '../../common/src/connection-token';

@@ -12,6 +12,7 @@ import type { SessionBackendPool, SessionLivedBackend } from '../../common/src/b
 import {
   GROUP,
   LABEL_MANAGED_BY,
+  LABEL_POOL,
   MANAGED_BY,
   PLURAL,
   POOL_KIND,
@@ -164,6 +165,10 @@ export class SpawnerOperator extends Operator implements ObjectCache {
     if (!owner || !this.active) return;
     if (owner.kind === BACKENDS.kind) this.queue.add(objectKey(e.meta.namespace, owner.name));
     else if (owner.kind === POOL_KIND) this.poolQueue.add(objectKey(e.meta.namespace, owner.name));
+    // A claimed Pod keeps its pool's label: its pool reconciles once the cache shows the claim, or
+    // it would refill only at its next own event (the claim's own nudge may run on an older cache).
+    const pool = e.object.metadata?.labels?.[LABEL_POOL];
+    if (pool && owner.kind !== POOL_KIND) this.poolQueue.add(objectKey(e.meta.namespace, pool));
   }
 
   private async onPoolEvent(e: ResourceEvent): Promise<void> {

@@ -464,6 +464,24 @@ describe('warm pools: the operator against the in-memory API', () => {
     }
     expect(new Set(backends.map((b) => b.status?.podUID)).size).toBe(12);
     expect(backends.filter((b) => b.status?.launch === 'Warm').length).toBeGreaterThanOrEqual(6);
+    // One operator's concurrent claims reserve their Pod before the write: none lost to another.
+    const conflicts = (await registry.getSingleMetric('spawner_pool_claim_conflicts_total')!.get()).values;
+    expect(conflicts.reduce((n, v) => n + v.value, 0)).toBe(0);
+  });
+
+  it('a claimed Pod refills its pool when the cache shows the claim, even if the nudge at the claim saw an older cache', async () => {
+    await kube.create(POOLS, NS, poolManifest({ replicas: 2 }));
+    await waitFor(() => readyCount() === 2, { description: 'pool full' });
+    // The nudge at the claim is what may run too early; without it the claimed Pod's own event
+    // must bring the pool back to two unclaimed Pods.
+    (op as unknown as { reconciler: { onPoolChanged?: unknown } }).reconciler.onPoolChanged = undefined;
+    await kube.create(BACKENDS, NS, manifest('r1'));
+    await waitFor(() => backend('r1')?.status?.phase === 'Ready', { description: 'Ready' });
+    await waitFor(() => unclaimedPods(pool()!, kube.all<V1Pod>(PODS)).length === 2, {
+      description: 'refilled',
+      timeoutMs: 5_000,
+    });
+    expect(kube.all(PODS)).toHaveLength(3);
   });
 });
 

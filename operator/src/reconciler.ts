@@ -372,6 +372,11 @@ export class Reconciler {
     const poolName = backend.spec.poolRef?.name as string;
     for (const candidate of pods) {
       const podName = candidate.metadata?.name as string;
+      const uid = candidate.metadata?.uid as string;
+      // Reserved before the write: this operator's concurrent claims (other backends' reconciles)
+      // skip it instead of racing for it and losing to a Conflict.
+      if (this.taken.has(uid)) continue;
+      this.taken.set(uid, this.now().getTime());
       try {
         const claimed = await this.kube.patch<V1Pod & KubeObject>(
           PODS,
@@ -383,7 +388,6 @@ export class Reconciler {
             fieldManager: FIELD_MANAGER,
           },
         );
-        this.taken.set(claimed.metadata?.uid as string, this.now().getTime());
         this.metrics.poolClaims.inc({ pool: poolName, result: 'warm' });
         this.logger.info('claimed a warm Pod', {
           backend: `${namespace}/${backend.metadata.name}`,
@@ -393,8 +397,11 @@ export class Reconciler {
         this.onPoolChanged?.(namespace, poolName);
         return claimed;
       } catch (err) {
-        if (!isConflict(err) && !isNotFound(err)) throw err;
-        this.taken.set(candidate.metadata?.uid as string, this.now().getTime());
+        if (!isConflict(err) && !isNotFound(err)) {
+          // Not taken by anyone we know of: free for the next try.
+          this.taken.delete(uid);
+          throw err;
+        }
         this.metrics.poolClaimConflicts.inc({ pool: poolName });
         this.logger.debug('claim conflict; trying the next Pod', { pod: podName, pool: poolName });
       }

@@ -5,8 +5,7 @@
  * `pending` makes the data path refuse everything.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { BackendIdentity } from '../../common/src/backend-identity';
-import { identityHeaderLines } from '../../common/src/backend-identity';
+import { identityHeaderLines, type BackendIdentity } from '../../common/src/backend-identity';
 import { bearerToken, TokenGate, verifyTokenHash } from '../../common/src/connection-token';
 import type { Logger } from '../../common/src/logger';
 import { parseAssignment, sameAssignment, type Assignment } from '../../common/src/pool-assign';

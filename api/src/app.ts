@@ -8,6 +8,7 @@
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from '../../common/src/logger';
+import { bearerToken } from '../../common/src/connection-token';
 import type { BackendStore } from './backend-store';
 import type { TokenVerifier } from './bearer-auth';
 import { BackendUrls } from './backend-view';
@@ -43,13 +44,6 @@ export interface AppOptions {
   draining?: () => boolean;
 }
 
-export function bearerToken(req: Request): string | undefined {
-  const h = req.headers.authorization;
-  if (!h) return undefined;
-  const m = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(h);
-  return m ? m[1] : undefined;
-}
-
 function firstString(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (Array.isArray(v) && typeof v[0] === 'string') return v[0];
@@ -59,7 +53,7 @@ function firstString(v: unknown): string | undefined {
 function authorize(mode: AuthMode, auth: TokenVerifier, store: BackendStore): RequestHandler {
   if (mode === 'open') return (_req, _res, next) => next();
   return async (req, _res, next) => {
-    const bearer = bearerToken(req);
+    const bearer = bearerToken(req.headers.authorization);
     if (auth.verify(bearer)) return next();
     if (mode === 'bearer-or-backend-token' && req.method !== 'POST') {
       const name = req.params.id ?? req.params.name;

@@ -1,4 +1,4 @@
-import { takeCookieTokens, takeQueryToken, tokenCookie, TokenGate, sha256Hex, verifyTokenHash } from './connection-token';
+import { bearerToken, takeCookieTokens, takeQueryToken, tokenCookie, TokenGate, sha256Hex, verifyTokenHash } from './connection-token';
 import { parseRequestHead, rewriteRequestHead, type RequestHead } from './relay/http1';
 
 const TOKEN = 'abc+/=~ü';
@@ -114,4 +114,18 @@ describe('TokenGate', () => {
   it('refuses a tokenSha256 that is not 32 bytes', () => {
     expect(() => new TokenGate('abcd')).toThrow(/64 hex digits/);
   });
+});
+
+describe('bearerToken', () => {
+  test.each([
+    ['Bearer abc', 'abc'],
+    ['bearer abc', 'abc'],
+    ['BEARER   abc  ', 'abc'],
+    ['Bearer a.b-c_d~e+f/g==', 'a.b-c_d~e+f/g=='],
+  ])('%j carries %j', (header, token) => expect(bearerToken(header)).toBe(token));
+
+  test.each([undefined, '', 'Bearer', 'Bearer ', 'Bearer a b', 'Basic abc', 'Bearerabc', ' Bearer abc'])(
+    '%j carries no credential',
+    (header) => expect(bearerToken(header)).toBeUndefined(),
+  );
 });

@@ -78,10 +78,15 @@ export function takeCookieTokens(header: string): { header: string | undefined; 
   return { header: kept.length === 0 ? undefined : kept.join('; '), tokens };
 }
 
-/** The credential of an `Authorization: Bearer ...` header value. */
+/**
+ * The credential of an `Authorization: Bearer ...` header value (RFC 6750: the scheme, spaces, one
+ * token without spaces): the one parser for the API's tokens, backend tokens at the sidecar and the
+ * operator's assign secret. Anything else is no credential (the sidecar then leaves the header to
+ * the app).
+ */
 export function bearerToken(header: string | undefined): string | undefined {
-  if (!header || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
-  return header.slice(7).trim();
+  const m = header === undefined ? null : /^Bearer +([^ ]+) *$/i.exec(header);
+  return m ? m[1] : undefined;
 }
 
 /** The cookie that lets a browser's later requests and upgrades through, scoped to `path`. */

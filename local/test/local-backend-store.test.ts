@@ -376,14 +376,15 @@ test('local: failed backend kept for the retention, then removed', async () => {
   expect(failed.status?.reason).toBe('StartupTimeout');
   // Its app is stopped at once; the resource stays for people to look at.
   await waitFor(() => !isAlive(pid), { timeoutMs: 5_000, description: 'the app to stop' });
-  expect(store.appPids()).not.toContain(pid);
+  // The run is forgotten once its sidecar has stopped too (later than the app on a busy machine).
+  await waitFor(() => !store.appPids().includes(pid), { timeoutMs: 5_000, description: 'the run to be forgotten' });
   expect(store.endpoint(failed)).toBeUndefined();
   expect(await current(name)).toMatchObject({ status: { phase: 'Failed' } });
   await gone(seen);
   stop();
   const kept = seen.find((s) => s.phase === 'gone')!.at - Date.parse(at(failed, 'Failed')!);
   expect(kept).toBeGreaterThanOrEqual(1950);
-  expect(kept).toBeLessThan(3500);
+  expect(kept).toBeLessThan(8000); // not the 600 s default; slack for a busy machine
 });
 
 test('local: startup timeout only before Ready', async () => {

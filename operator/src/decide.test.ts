@@ -46,6 +46,8 @@ describe('decide', () => {
       expect(t.phase).toBe(phase);
       expect(t.fields).toMatchObject({ nodeName: 'node-a', port: 9090, ip: '10.0.0.9' });
       expect(plan.actions).toContainEqual({ kind: 'labelNode', node: 'node-a' });
+      // The status write first: a client waits for it, not for the sweeper's shard label.
+      expect(kinds(plan.actions)).toEqual(['transition', 'labelNode']);
     });
 
     it("records the Pod's IP as the backend's ip behind a headless Service", () => {

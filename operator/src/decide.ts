@@ -121,6 +121,7 @@ export function decide(input: DecideInput): Plan {
 
   const serviceMode = input.serviceMode ?? 'ClusterIP';
   const actions: Action[] = [];
+  let labelNode: string | undefined;
   if (!pod) actions.push({ kind: 'createPod' });
   if (!service && serviceMode !== 'None') actions.push({ kind: 'createService' });
 
@@ -154,8 +155,7 @@ export function decide(input: DecideInput): Plan {
     if (obs.nodeName) {
       target = 'Scheduled';
       fields.nodeName = obs.nodeName;
-      if (backend.metadata.labels?.[LABEL_SPAWNER_GROUP] !== obs.nodeName)
-        actions.push({ kind: 'labelNode', node: obs.nodeName });
+      if (backend.metadata.labels?.[LABEL_SPAWNER_GROUP] !== obs.nodeName) labelNode = obs.nodeName;
     }
     if (pod.metadata?.uid) fields.podUID = pod.metadata.uid;
     if (pod.metadata?.name) fields.podName = pod.metadata.name;
@@ -195,6 +195,9 @@ export function decide(input: DecideInput): Plan {
     // Same phase, new facts (a podIP after a restart of the watch, say): record them.
     actions.push({ kind: 'transition', transition: { phase, fields } });
   }
+  // After the status write: the sweeper's shard label is not what a client waits for (a warm
+  // claim goes Ready one write sooner), and a pass that fails in between labels on the next.
+  if (labelNode) actions.push({ kind: 'labelNode', node: labelNode });
 
   const next = deadlines.length > 0 ? Math.min(...deadlines) - nowMs : undefined;
   return { actions, requeueAfterMs: next !== undefined ? Math.max(next, 0) : undefined };

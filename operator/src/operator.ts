@@ -85,10 +85,11 @@ export class SpawnerOperator extends Operator implements ObjectCache {
         log[level]('pool reconcile failed; retrying with backoff', { pool: key, attempt, kind, error: err });
       },
     });
-    // A claim took a Pod from a pool: refill it now, not at the next Pod event.
+    // A claim is over: refill its pool now, not at the next Pod event. Until then the pool waits.
     this.reconciler.onPoolChanged = (namespace, pool) => {
       if (this.active) this.poolQueue.add(objectKey(namespace, pool));
     };
+    this.poolReconciler.claimsInFlight = (key) => this.reconciler.claimsInFlight(key);
   }
 
   /** Registers the handlers: backends by key, and their Pods and Services mapped to the owner's key. */

@@ -27,10 +27,22 @@ export interface PoolCache {
 /** A created Pod the cache has not shown after this long is no longer counted as on its way. */
 const PENDING_TTL_MS = 30_000;
 
+/**
+ * How long a refill waits, at most, for the pool's claims in flight. A claim's last writes (the
+ * handover, the Ready status) take tens of milliseconds; a refill Pod's start (two processes, a
+ * scheduling, status writes) made them several times slower when both ran at once on the same
+ * control plane. Bounded, so a stream of claims never starves the refill.
+ */
+export const REFILL_DEFER_MAX_MS = 1000;
+
 export class PoolReconciler {
   /** Per pool key: Pods created and not yet seen in the cache (name → when created). */
   private readonly pending = new Map<string, Map<string, number>>();
+  /** Per pool key: since when its refill has waited for claims in flight. */
+  private readonly deferredSince = new Map<string, number>();
   private readonly keyFp: string;
+  /** The pool's claims in flight, by pool key (the backend reconciler's count; absent: none). */
+  claimsInFlight?: (key: string) => number;
 
   constructor(
     private readonly kube: KubeClient,
@@ -45,6 +57,7 @@ export class PoolReconciler {
 
   forget(key: string): void {
     this.pending.delete(key);
+    this.deferredSince.delete(key);
     this.metrics.poolReadyPods.remove({ pool: splitKey(key).name });
   }
 
@@ -70,8 +83,20 @@ export class PoolReconciler {
       });
       if (deleted) this.logger.info('replaced an unclaimed pool Pod', { pool: key, pod: pod.metadata?.name, why });
     }
+    // Claims in flight finish first (each one's end enqueues this pool again), up to a bound.
+    let create = plan.create;
+    let deferMs: number | undefined;
+    if (create > 0 && (this.claimsInFlight?.(key) ?? 0) > 0) {
+      const since = this.deferredSince.get(key) ?? nowMs;
+      this.deferredSince.set(key, since);
+      if (nowMs - since < REFILL_DEFER_MAX_MS) {
+        deferMs = REFILL_DEFER_MAX_MS - (nowMs - since);
+        create = 0;
+      }
+    }
+    if (create > 0 || plan.create === 0) this.deferredSince.delete(key);
     const creates: Array<Promise<void>> = [];
-    for (let i = 0; i < plan.create; i++) {
+    for (let i = 0; i < create; i++) {
       const pod = buildPoolPod(pool, this.config);
       const podName = pod.metadata?.name as string;
       pending.set(podName, nowMs);
@@ -95,6 +120,7 @@ export class PoolReconciler {
     if (failed) throw failed.reason;
     // A status computed from a pool that changed meanwhile: again, from the newer one.
     if (written === 'stale') return { requeueAfterMs: 250 };
-    return { requeueAfterMs: plan.requeueAfterMs };
+    const after = [plan.requeueAfterMs, deferMs].filter((ms): ms is number => ms !== undefined);
+    return { requeueAfterMs: after.length > 0 ? Math.min(...after) : undefined };
   }
 }

@@ -32,6 +32,7 @@ import { sha256Hex } from '../../common/src/connection-token';
 import { assignmentOf, waitsForAssignment, type AssignFn } from './assign-client';
 import { buildPod } from './desired-state';
 import { buildPoolPod, claimablePods, claimPatch, decidePool, templateHash, unclaimedPods } from './pool';
+import { REFILL_DEFER_MAX_MS } from './pool-reconciler';
 import { backendFixture, CREATED, runningReady, secondsAfter, testConfig } from './test-fixtures';
 
 const NS = 'ns';
@@ -268,6 +269,7 @@ describe('warm pools: the operator against the in-memory API', () => {
   /** The assignments handed to claimed Pods' sidecars, with the backend's phase at that moment. */
   let assigned: Array<{ assignment: Assignment; pod: string; phase: string }>;
   let failAssign: number;
+  let assignDelayMs: number;
 
   const manifest = (name: string, pool = 'warm'): SessionLivedBackend => ({
     apiVersion: 'spawner.dev/v1',
@@ -300,7 +302,9 @@ describe('warm pools: the operator against the in-memory API', () => {
     );
     assigned = [];
     failAssign = 0;
+    assignDelayMs = 0;
     const assign: AssignFn = async (b, pod) => {
+      if (assignDelayMs > 0) await new Promise((r) => setTimeout(r, assignDelayMs));
       if (failAssign > 0) {
         failAssign--;
         throw new TransientError('sidecar not answering');
@@ -389,6 +393,36 @@ describe('warm pools: the operator against the in-memory API', () => {
       starts.find((v) => v.metricName === 'spawner_backend_start_seconds_count' && v.labels.launch === launch)?.value;
     expect(count('warm')).toBe(1);
     expect(count('cold')).toBeUndefined();
+  });
+
+  it("a refill waits for the claim's last writes: its Pod is created after the Ready status write", async () => {
+    await kube.create(POOLS, NS, poolManifest({ replicas: 2 }));
+    await waitFor(() => readyCount() === 2, { description: 'pool full' });
+    // A slow handover: without the wait, the refill's Pod would be created during it.
+    assignDelayMs = 150;
+    const from = kube.writes().length;
+    await kube.create(BACKENDS, NS, manifest('b3'));
+    await waitFor(() => readyCount() === 2 && kube.all(PODS).length === 3, { description: 'refilled' });
+    const writes = kube.writes().slice(from);
+    const claimAt = writes.findIndex((w) => w.plural === 'pods' && w.verb === 'patch');
+    const readyAt = writes.findIndex((w) => w.plural === 'sessionlivedbackends' && w.name === 'b3' && w.subresource === 'status');
+    const refillAt = writes.findIndex((w) => w.plural === 'pods' && w.verb === 'create');
+    expect(backend('b3')?.status).toMatchObject({ phase: 'Ready', launch: 'Warm' });
+    expect(claimAt).toBeGreaterThanOrEqual(0);
+    expect(readyAt).toBeGreaterThan(claimAt);
+    expect(refillAt).toBeGreaterThan(readyAt);
+  });
+
+  it('a refill waits for claims in flight at most REFILL_DEFER_MAX_MS', async () => {
+    await kube.create(POOLS, NS, poolManifest({ replicas: 1 }));
+    await waitFor(() => readyCount() === 1, { description: 'pool full' });
+    // A handover that hangs far longer than the bound: the pool refills anyway.
+    assignDelayMs = REFILL_DEFER_MAX_MS * 4;
+    const started = Date.now();
+    await kube.create(BACKENDS, NS, manifest('b4'));
+    await waitFor(() => kube.all(PODS).length === 2, { description: 'a refill Pod', timeoutMs: REFILL_DEFER_MAX_MS * 3 });
+    expect(backend('b4')?.status?.phase).not.toBe('Ready');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(REFILL_DEFER_MAX_MS - 50);
   });
 
   it('a sidecar that does not take its assignment yet keeps the backend from Ready until it does', async () => {

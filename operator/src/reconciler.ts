@@ -19,7 +19,7 @@ import { whenEmptyOf, type Phase, type SessionBackendPool, type SessionLivedBack
 import { isTerminal, phaseOf, phaseRank, PHASES, Reasons, writeTransition, type Transition } from '../../common/src/lifecycle';
 import { EVENT_REPORTING_COMPONENT, FIELD_MANAGER, LABEL_SPAWNER_GROUP } from '../../common/src/constants';
 import { isAlreadyExists, isConflict, isNotFound } from '../../common/src/errors';
-import { BACKENDS, EVENTS, PODS, SERVICES, splitKey } from '../../common/src/kube/resources';
+import { BACKENDS, EVENTS, objectKey, PODS, SERVICES, splitKey } from '../../common/src/kube/resources';
 import type { KubeClient, KubeObject } from '../../common/src/kube/types';
 import type { Logger } from '../../common/src/logger';
 import type { HandlerResult } from '../../common/src/work-queue';
@@ -70,8 +70,10 @@ export class Reconciler {
   private readonly written = new Map<string, SessionLivedBackend>();
   /** Pods claimed (or found claimed) lately, by uid: the cache may still show them unclaimed. */
   private readonly taken = new Map<string, number>();
+  /** Claims in flight (claim patch sent, Ready not written yet), by pool key. */
+  private readonly claiming = new Map<string, number>();
   readonly events: EventRecorder;
-  /** Called after a claim took a Pod from a pool, so the pool refills at once. */
+  /** Called when a claim that took a Pod from a pool is over (Ready written, or failed), so the pool refills at once. */
   onPoolChanged?: (namespace: string, pool: string) => void;
 
   private readonly keyFp: string;
@@ -103,7 +105,31 @@ export class Reconciler {
     this.written.delete(key);
   }
 
+  /**
+   * Claims of the pool (by key) between their Pod patch and the end of their pass: the pool
+   * reconcile waits for them before starting a refill (see PoolReconciler), so a refill's Pod
+   * start never competes with the writes a client waits for.
+   */
+  claimsInFlight(poolKey: string): number {
+    return this.claiming.get(poolKey) ?? 0;
+  }
+
   async reconcile(key: string): Promise<HandlerResult> {
+    const claim: { pool?: string } = {};
+    try {
+      return await this.reconcileBackend(key, claim);
+    } finally {
+      if (claim.pool) {
+        const left = (this.claiming.get(claim.pool) ?? 0) - 1;
+        if (left > 0) this.claiming.set(claim.pool, left);
+        else this.claiming.delete(claim.pool);
+        const { namespace, name } = splitKey(claim.pool);
+        this.onPoolChanged?.(namespace, name);
+      }
+    }
+  }
+
+  private async reconcileBackend(key: string, inFlight: { pool?: string }): Promise<HandlerResult> {
     const { namespace, name } = splitKey(key);
     let backend = newer(this.cache.backend(namespace, name), this.written.get(key));
     if (!backend) {
@@ -137,6 +163,8 @@ export class Reconciler {
     let plan = decide({ backend, pod, service, now: this.now(), failedRetentionMs: retention, serviceMode, pool });
     const claim = plan.actions.find((a) => a.kind === 'claim');
     if (claim) {
+      inFlight.pool = objectKey(namespace, backend.spec.poolRef?.name as string);
+      this.claiming.set(inFlight.pool, this.claimsInFlight(inFlight.pool) + 1);
       const claimed = await this.claim(backend, claim.pods);
       // Every candidate was taken meanwhile: look again once the cache has caught up.
       if (!claimed) return { requeueAfterMs: 100 };
@@ -394,7 +422,6 @@ export class Reconciler {
           pod: podName,
           pool: poolName,
         });
-        this.onPoolChanged?.(namespace, poolName);
         return claimed;
       } catch (err) {
         if (!isConflict(err) && !isNotFound(err)) {

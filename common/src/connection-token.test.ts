@@ -1,4 +1,12 @@
-import { bearerToken, takeCookieTokens, takeQueryToken, tokenCookie, TokenGate, sha256Hex, verifyTokenHash } from './connection-token';
+import {
+  bearerToken,
+  takeCookieTokens,
+  takeQueryToken,
+  tokenCookie,
+  TokenGate,
+  sha256Hex,
+  verifyTokenHash,
+} from './connection-token';
 import { parseRequestHead, rewriteRequestHead, type RequestHead } from './relay/http1';
 
 const TOKEN = 'abc+/=~ü';

@@ -166,6 +166,30 @@ describeWithAgent('pool', () => {
     });
   });
 
+  test('pool: app told at the claim — with an assignPath the app learns its backend before Ready, and a refusal holds Ready until it takes it', async () => {
+    // The app refuses its first assignment: the sidecar answers the operator 502, the operator tries again.
+    const template = {
+      containers: [{ name: 'app', image: TEST_IMAGE, env: [{ name: 'REFUSE_ASSIGNMENTS', value: '1' }] }],
+    };
+    await kube().create(POOLS, ns.name, poolManifest('told', { replicas: 1, assignPath: '/assigned', template }));
+    await waitReady('told', 1);
+    const r = await createReady({ pool: 'told', key: 'doc/9', gracePeriodSeconds: 120 });
+    expect(r.backend.status?.launch).toBe('Warm');
+    const url = new URL(r.url);
+    url.pathname = `${url.pathname.replace(/\/?$/, '/')}assigned`;
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    const seen = (await res.json()) as { received: Array<{ at: number; body: unknown }>; refused: number };
+    expect(seen.refused).toBe(1);
+    expect(seen.received).toEqual([
+      { at: expect.any(Number), body: { name: r.name, uid: r.backend.metadata.uid, key: 'doc/9' } },
+    ]);
+    // Told before the operator decided Ready (the same host clock; the status stamps that moment).
+    const readyAt = Date.parse(r.backend.status?.transitions?.find((t) => t.phase === 'Ready')?.time as string);
+    expect(seen.received[0].at).toBeLessThanOrEqual(readyAt);
+    writeFigures('pool-app-told', { 'create→Ready ms (one refusal, then the retry)': r.ms, refused: seen.refused });
+  });
+
   test('pool: empty pool — ColdStart falls back and says so; Reject answers 429 with Retry-After', async () => {
     await kube().create(POOLS, ns.name, poolManifest('empty-cold', { replicas: 0, whenEmpty: 'ColdStart' }));
     await kube().create(POOLS, ns.name, poolManifest('empty-reject', { replicas: 0, whenEmpty: 'Reject' }));

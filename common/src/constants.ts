@@ -58,6 +58,8 @@ export const DEFAULT_FAILED_RETENTION_SECONDS = 600;
 export const ENV_SIDECAR_TOKEN_HASH = 'SPAWNER_TOKEN_SHA256';
 /** A warm pool Pod's sidecar: the hash of its assign secret (sidecar config assignSha256). */
 export const ENV_SIDECAR_ASSIGN_HASH = 'SPAWNER_SIDECAR_ASSIGN_SHA256';
+/** A warm pool Pod's sidecar: the pool's assignPath, where it tells the app its backend (sidecar config appAssignPath). */
+export const ENV_SIDECAR_APP_ASSIGN_PATH = 'SPAWNER_SIDECAR_APP_ASSIGN_PATH';
 
 /** The field manager Spawner's components use for server-side bookkeeping. */
 export const FIELD_MANAGER = 'spawner';

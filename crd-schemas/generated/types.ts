@@ -246,9 +246,13 @@ template: BackendPodTemplate
  */
 httpPort?: number
 /**
- * How many unclaimed Pods the pool keeps; a claim is refilled at once.
+ * How many unclaimed Pods the pool keeps; a claim is refilled as soon as it is over.
  */
 replicas?: number
+/**
+ * A path on the app's port. At the claim, before any request reaches the app, the sidecar POSTs the backend it now serves there as JSON {"name", "uid", "key"}; the backend is Ready only after a 2xx answer (until then the operator repeats the handover). Unset: the app learns its backend from the X-Spawner-* headers of its first request.
+ */
+assignPath?: string
 /**
  * An unclaimed Pod older than this is replaced by a fresh one (unset: kept until claimed).
  */

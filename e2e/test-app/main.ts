@@ -8,9 +8,11 @@
  *   EXIT_AFTER_MS    exit after this long, with EXIT_CODE (default 0)
  *   ALLOCATE_MB      allocate and touch this much memory after start (to meet a memory limit)
  *   IGNORE_SIGTERM   "1": ignore SIGTERM (tests the grace-period SIGKILL)
+ *   REFUSE_ASSIGNMENTS  answer the first N POSTs to /assigned with 503 (a warm pool's assignPath)
  *
  * Routes: GET / (200 text), /echo?… (the request as JSON), /env, /file?path=…, /healthz,
- * /exit?code=N; a WebSocket on any path echoes every message.
+ * /exit?code=N, POST /assigned (a pool's assignPath: records the body) and GET /assigned (what
+ * was posted, and how many were refused); a WebSocket on any path echoes every message.
  *
  * What it received, by the client's tag: a request with `?for=<tag>`, a WebSocket message that is
  * JSON with a `for` field; GET /counts answers `{http: {tag: n}, ws: {tag: n}}` (tests of misrouted
@@ -52,6 +54,10 @@ function exit(code: number, why: string): void {
 
 const ballast: Buffer[] = [];
 
+/** The assignments a warm pool's sidecar posted (assignPath), with when, and how many were refused. */
+const assignments = { received: [] as Array<{ at: number; body: unknown }>, refused: 0 };
+let toRefuse = Number(env.REFUSE_ASSIGNMENTS ?? 0);
+
 function serve(): void {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://test-app');
@@ -88,6 +94,33 @@ function serve(): void {
       case '/env':
         json(200, env);
         return;
+      case '/assigned': {
+        if (req.method !== 'POST') {
+          json(200, assignments);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          if (toRefuse > 0) {
+            toRefuse--;
+            assignments.refused++;
+            json(503, { error: 'not yet' });
+            return;
+          }
+          let body: unknown;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            json(400, { error: 'not JSON' });
+            return;
+          }
+          assignments.received.push({ at: Date.now(), body });
+          log('assigned', { body });
+          json(200, { ok: true });
+        });
+        return;
+      }
       case '/file': {
         let content: Buffer;
         try {

@@ -26,7 +26,8 @@ import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { V1ContainerStatus, V1OwnerReference, V1Pod, V1PodStatus, V1Service } from '@kubernetes/client-node';
 import { type SessionLivedBackend } from '../../common/src/backend';
-import { ANNOTATION_TOKEN_HASH, API_VERSION, KIND, LABEL_RUN } from '../../common/src/constants';
+import { tellApp } from '../../common/src/backend-identity';
+import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH, API_VERSION, KIND, LABEL_RUN } from '../../common/src/constants';
 import { errorMessage } from '../../common/src/errors';
 import { commandLine, type ImageCatalog, type ResolvedImage } from '../../common/src/image-catalog';
 import type { Logger } from '../../common/src/logger';
@@ -68,6 +69,8 @@ export interface RunInfo {
 
 /** How often a Pod without a free app port ("unschedulable") tries again. */
 const NO_PORT_RETRY_MS = 1000;
+/** A claimed app that refused its assignment is told again after this long. */
+const APP_ASSIGN_RETRY_MS = 500;
 
 /**
  * The app's environment. Local commands need the machine's PATH, HOME and so on, so it starts from
@@ -345,6 +348,7 @@ export class BackendRun {
     });
     off?.();
     this.wake = undefined;
+    if (claimed.assignPath !== undefined && !(await this.tellApp(claimed.appPort, claimed.assignPath))) return;
     this.adopted = true;
     if (this.stopping || !app.running) return;
     this.update((status, c) => {
@@ -361,6 +365,35 @@ export class BackendRun {
       this.condition(status, 'Ready', true);
     });
     this.followReadiness(sidecar);
+  }
+
+  /**
+   * Tells a claimed app its backend at the pool's assignPath, as an assigned sidecar does on a
+   * cluster: until a 2xx answer the backend is not Ready (again every APP_ASSIGN_RETRY_MS, as the
+   * operator repeats the handover; the startup timeout bounds it). False when the run stopped or
+   * the app exited meanwhile.
+   */
+  private async tellApp(appPort: number, path: string): Promise<boolean> {
+    const { backend } = this;
+    const id = {
+      name: backend.metadata.name as string,
+      uid: backend.metadata.uid,
+      key: backend.metadata.annotations?.[ANNOTATION_KEY],
+    };
+    while (!this.stopping && this.app?.running) {
+      try {
+        await tellApp({ host: this.deps.host, port: appPort, path }, id);
+        return true;
+      } catch (err) {
+        this.logger.warn('the app did not take its assignment; again shortly', { error: err });
+        await new Promise<void>((done) => {
+          this.wake = done;
+          setTimeout(done, APP_ASSIGN_RETRY_MS);
+        });
+        this.wake = undefined;
+      }
+    }
+    return false;
   }
 
   /** The sidecar in front of the app on `appPort`, with the backend's connection token, listening. */

@@ -110,7 +110,7 @@ export const LOCAL_CONFIG: ConfigSpec = {
         },
         default: [DEMO_POOL],
         description:
-          'Warm pools, as JSON: [{"name", "image" or "template", "httpPort", "replicas", "maxIdleAgeSeconds", "whenEmpty"}] (a SessionBackendPool spec with its name; [] for none).',
+          'Warm pools, as JSON: [{"name", "image" or "template", "httpPort", "replicas", "maxIdleAgeSeconds", "whenEmpty", "assignPath"}] (a SessionBackendPool spec with its name; [] for none).',
       },
       logLevel: { type: 'string', enum: LOG_LEVELS, default: 'info', description: 'Log level.' },
       logFormat: {

@@ -150,7 +150,8 @@ export class LocalPools implements PoolReader {
       clearTimeout(p.expiries.get(name));
       p.expiries.delete(name);
       this.fill(p);
-      return claimed;
+      const assignPath = p.pool.spec.assignPath;
+      return assignPath === undefined ? claimed : { ...claimed, assignPath };
     }
     return undefined;
   }

@@ -28,6 +28,8 @@ export interface ClaimedProcess {
   startedAt: Date;
   /** From now on the app's output is logged as the backend's. */
   logTo(logger: Logger): void;
+  /** The pool's assignPath: the app is told its backend there before the backend is Ready. */
+  assignPath?: string;
 }
 
 export interface WarmProcessDeps {

@@ -10,6 +10,7 @@ import { waitFor } from '../../common/src/testing/wait-for';
 import { localConfig } from '../src/config';
 import { poolFromConfig, type LocalPoolConfig } from '../src/local-pools';
 import { startLocalMode, type LocalMode } from '../src/local-mode';
+import { ASSIGN_PATH as DEMO_ASSIGN_PATH } from '../../examples/demo-backend/src/server';
 import { DEMO_BACKEND_BUILD, isAlive, requireBuild } from './support';
 
 jest.setTimeout(120_000);
@@ -23,6 +24,7 @@ const POOLS: LocalPoolConfig[] = [
   { name: 'none-reject', image: IMAGE, replicas: 0, whenEmpty: 'Reject' },
   { name: 'one-reject', image: IMAGE, replicas: 1, whenEmpty: 'Reject' },
   { name: 'aging', image: IMAGE, replicas: 1, maxIdleAgeSeconds: 1 },
+  { name: 'told', image: IMAGE, replicas: 1, assignPath: DEMO_ASSIGN_PATH },
 ];
 
 let local: LocalMode;
@@ -126,6 +128,26 @@ test('local pools: a claim is Ready at once with launch Warm, on a process nothi
   await waitFor(() => !isAlive(member.pid!), { timeoutMs: 15_000, intervalMs: 50, description: 'the claimed process to stop' });
   expect(local.store.pools.members('single').map((m) => m.name)).not.toContain(member.name);
   await fetch(`${local.apiUrl}/v1/backends/${other.name}`, { method: 'DELETE' });
+});
+
+test('local pools: with an assignPath the claimed app learns its backend before it is Ready', async () => {
+  const [member] = await poolReady(local, 'told', 1);
+  const res = await create(local, { pool: 'told', key: 'doc/7' });
+  expect(res.status).toBe(201);
+  const created = (await res.json()) as Created;
+  await waitReady(local, created.name);
+  const backend = (await local.store.get(created.name))!;
+  expect(backend.status).toMatchObject({ launch: 'Warm', podName: member.name });
+  // The first request through the entry point finds the app told already, before Ready.
+  const app = (await served(created.url)) as unknown as {
+    pid: number;
+    backend?: { name: string; uid: string; key: string; at: string };
+  };
+  expect(app.pid).toBe(member.pid);
+  expect(app.backend).toMatchObject({ name: created.name, uid: backend.metadata.uid, key: 'doc/7' });
+  const ready = new Map(backend.status?.transitions?.map((t) => [t.phase, Date.parse(t.time)])).get('Ready')!;
+  expect(Date.parse(app.backend!.at)).toBeLessThanOrEqual(ready);
+  await fetch(`${local.apiUrl}/v1/backends/${created.name}`, { method: 'DELETE' });
 });
 
 test('local pools: the idle countdown of a warm backend starts at the claim', async () => {

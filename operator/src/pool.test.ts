@@ -8,6 +8,7 @@ import type { SessionBackendPool, SessionLivedBackend } from '../../common/src/b
 import {
   ANNOTATION_KEY,
   ANNOTATION_TOKEN_HASH,
+  ENV_SIDECAR_APP_ASSIGN_PATH,
   ENV_SIDECAR_ASSIGN_HASH,
   LABEL_MANAGED_BY,
   LABEL_POOL,
@@ -103,6 +104,20 @@ describe('warm pools: pure parts', () => {
     expect(JSON.stringify(pod)).not.toContain(secret);
     expect(waitsForAssignment(pod)).toBe(true);
     expect(waitsForAssignment(buildPod(backendFixture(), testConfig))).toBe(false);
+  });
+
+  it("a pool's assignPath goes to its Pods' sidecars, and changing it replaces unclaimed Pods", () => {
+    const plain = poolFixture();
+    const told = poolFixture({ assignPath: '/spawner/assign' });
+    const sidecarEnv = (pod: V1Pod) => pod.spec!.containers.find((c) => c.name === SIDECAR_CONTAINER)!.env;
+    expect(sidecarEnv(buildPoolPod(told, testConfig, 'warm-abcde'))).toContainEqual({
+      name: ENV_SIDECAR_APP_ASSIGN_PATH,
+      value: '/spawner/assign',
+    });
+    expect(sidecarEnv(buildPoolPod(plain, testConfig, 'warm-abcde'))?.map((e) => e.name)).not.toContain(
+      ENV_SIDECAR_APP_ASSIGN_PATH,
+    );
+    expect(templateHash(told, KEY_FP)).not.toBe(templateHash(plain, KEY_FP));
   });
 
   it('Pods built under another assign key are neither claimable nor kept', () => {

@@ -23,6 +23,7 @@ import {
 import { sha256Hex } from '../../common/src/connection-token';
 import {
   ENV_SIDECAR_ASSIGN_HASH,
+  ENV_SIDECAR_APP_ASSIGN_PATH,
   LABEL_MANAGED_BY,
   LABEL_POOL,
   LABEL_POOL_TEMPLATE_HASH,
@@ -42,12 +43,18 @@ function asBackend(pool: SessionBackendPool, podName: string): SessionLivedBacke
 }
 
 /**
- * Short hash of what a pool Pod is built from (template, port, and the fingerprint of the
- * operator's assign key, common/src/pool-assign.ts): a change replaces unclaimed Pods, so none
+ * Short hash of what a pool Pod is built from (template, port, assignPath, and the fingerprint of
+ * the operator's assign key, common/src/pool-assign.ts): a change replaces unclaimed Pods, so none
  * is left whose sidecar the operator could not assign.
  */
 export function templateHash(pool: SessionBackendPool, keyFp: string): string {
-  const text = JSON.stringify({ template: pool.spec.template, httpPort: pool.spec.httpPort ?? null, key: keyFp });
+  const text = JSON.stringify({
+    template: pool.spec.template,
+    httpPort: pool.spec.httpPort ?? null,
+    key: keyFp,
+    // Only when set, so the Pods of pools without one keep their hash.
+    ...(pool.spec.assignPath !== undefined ? { assignPath: pool.spec.assignPath } : {}),
+  });
   return createHash('sha256').update(text).digest('hex').slice(0, 10);
 }
 
@@ -78,6 +85,7 @@ export function buildPoolPod(pool: SessionBackendPool, cfg: PoolPodConfig, name 
   if (!sidecar) throw new Error('a pool Pod without its sidecar');
   const secret = assignSecret(cfg.assignKey, pool.metadata.namespace as string, name);
   sidecar.env = [...(sidecar.env ?? []), { name: ENV_SIDECAR_ASSIGN_HASH, value: sha256Hex(secret) }];
+  if (pool.spec.assignPath !== undefined) sidecar.env.push({ name: ENV_SIDECAR_APP_ASSIGN_PATH, value: pool.spec.assignPath });
   const meta = pod.metadata ?? {};
   meta.labels = {
     [LABEL_MANAGED_BY]: MANAGED_BY,

@@ -113,6 +113,54 @@ describe('sidecar: warm pool assignment', () => {
     expect((await request(sidecar.url('/x'))).status).toBe(200);
   });
 
+  it('with an assignPath, the app is told its backend before any request gets through; a refusal is a 502 and leaves the Pod unassigned', async () => {
+    // An app that refuses its first assignment and answers the others after 100 ms.
+    const told: Array<{ body: unknown; beforeRequests: number }> = [];
+    let requests = 0;
+    let refuse = 1;
+    const app = http.createServer((req, res) => {
+      if (req.url !== '/spawner/assign') {
+        requests++;
+        res.end('ok');
+        return;
+      }
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      req.on('end', () => {
+        if (refuse > 0) {
+          refuse--;
+          res.writeHead(503).end('loading');
+          return;
+        }
+        setTimeout(() => {
+          told.push({ body: JSON.parse(text), beforeRequests: requests });
+          res.end('{}');
+        }, 100);
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => app.close(r)));
+    const port = (app.address() as { port: number }).port;
+    const sidecar = await startSidecar({ upstreamPort: port, assignSha256: sha(SECRET), appAssignPath: '/spawner/assign' });
+    cleanups.push(() => sidecar.stop());
+    await waitFor(() => sidecar.state().ready, 'ready');
+
+    const refused = await post(sidecar.admin('/assign'), b1, SECRET);
+    expect(refused.status).toBe(502);
+    expect(JSON.parse(refused.body).error).toEqual({ code: 'app_refused_assignment', message: expect.stringContaining('503') });
+    expect((await request(sidecar.url('/x'), { headers: { 'X-Spawner-Token': TOKEN } })).status).toBe(503);
+
+    // The operator's retry, twice at once (a restart between the two): the app is told once.
+    const [a, b] = await Promise.all([post(sidecar.admin('/assign'), b1, SECRET), post(sidecar.admin('/assign'), b1, SECRET)]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(told).toEqual([{ body: { name: 'b1', uid: 'uid-1', key: 'doc/42 é' }, beforeRequests: 0 }]);
+    expect((await request(sidecar.url('/x'), { headers: { 'X-Spawner-Token': TOKEN } })).status).toBe(200);
+    expect(requests).toBe(1);
+    // Another backend is refused without asking the app.
+    expect((await post(sidecar.admin('/assign'), { ...b1, name: 'b2', uid: 'uid-2' }, SECRET)).status).toBe(409);
+    expect(told).toHaveLength(1);
+  });
+
   it("a backend's own Pod (no assign hash) has nothing to assign", async () => {
     const app = await startApp();
     cleanups.push(() => app.close());

@@ -14,17 +14,22 @@ const MAX_BODY_BYTES = 4096;
 
 export class SidecarAccess {
   private assignment: Assignment | undefined;
+  /** The app being told of an assignment (a pool's assignPath): the outcome, or why it failed. */
+  private telling: { assignment: Assignment; failure: Promise<string | undefined> } | undefined;
   private tokenGate: TokenGate | undefined;
   private identityLines = '';
 
   /**
    * @param tokenSha256 the token hash a backend's own Pod starts with
    * @param assignSha256 set on a warm pool Pod: the hash of the secret /assign must present
+   * @param tellApp set when the pool names an assignPath: tells the app its backend before the
+   *   assignment takes effect (common/src/backend-identity.ts `tellApp`)
    */
   constructor(
     tokenSha256: string | undefined,
     private readonly assignSha256: string | undefined,
     private readonly logger: Logger,
+    private readonly tellApp?: (id: BackendIdentity) => Promise<void>,
   ) {
     this.tokenGate = tokenSha256 ? new TokenGate(tokenSha256) : undefined;
   }
@@ -78,20 +83,50 @@ export class SidecarAccess {
       }
       const parsed = parseAssignment(body);
       if (typeof parsed === 'string') return reply(400, 'invalid_assignment', parsed);
-      if (this.assignment !== undefined) {
-        // A retried call is answered as the first was; a second backend never gets this Pod.
-        if (sameAssignment(this.assignment, parsed)) return reply(200, '', '');
-        return reply(409, 'already_assigned', `this Pod serves backend ${this.assignment.name}`);
-      }
-      this.assignment = parsed;
-      this.tokenGate = parsed.tokenSha256 ? new TokenGate(parsed.tokenSha256) : undefined;
-      this.identityLines = identityHeaderLines(parsed);
-      this.logger.info('assigned to a backend', {
-        backend: parsed.name,
-        uid: parsed.uid,
-        token: parsed.tokenSha256 !== undefined,
-      });
-      reply(200, '', '');
+      void this.take(parsed).then(([status, code, message]) => reply(status, code, message));
     });
   };
+
+  /** Takes an assignment, once the app has been told of it (when it is to be): status, code, message. */
+  private async take(a: Assignment): Promise<[number, string, string]> {
+    // A retried call is answered as the first was; a second backend never gets this Pod.
+    const taken = (): [number, string, string] | undefined => {
+      if (this.assignment === undefined) return undefined;
+      if (sameAssignment(this.assignment, a)) return [200, '', ''];
+      return [409, 'already_assigned', `this Pod serves backend ${this.assignment.name}`];
+    };
+    const before = taken();
+    if (before) return before;
+    if (this.tellApp) {
+      if (this.telling && !sameAssignment(this.telling.assignment, a)) {
+        return [409, 'already_assigned', `this Pod is being assigned to backend ${this.telling.assignment.name}`];
+      }
+      const telling = (this.telling ??= {
+        assignment: a,
+        failure: this.tellApp({ name: a.name, uid: a.uid, key: a.key }).then(
+          () => undefined,
+          (err: unknown) => (err instanceof Error ? err.message : String(err)),
+        ),
+      });
+      const failure = await telling.failure;
+      if (this.telling === telling) this.telling = undefined;
+      if (failure !== undefined) {
+        // Unassigned still: the operator's retry tells the app again.
+        this.logger.warn('the app did not take its assignment', { backend: a.name, error: failure });
+        return [502, 'app_refused_assignment', failure];
+      }
+      const meanwhile = taken();
+      if (meanwhile) return meanwhile;
+    }
+    this.assignment = a;
+    this.tokenGate = a.tokenSha256 ? new TokenGate(a.tokenSha256) : undefined;
+    this.identityLines = identityHeaderLines(a);
+    this.logger.info('assigned to a backend', {
+      backend: a.name,
+      uid: a.uid,
+      token: a.tokenSha256 !== undefined,
+      appTold: !!this.tellApp,
+    });
+    return [200, '', ''];
+  }
 }

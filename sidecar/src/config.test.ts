@@ -37,6 +37,15 @@ describe('loadSidecarConfig', () => {
     expect(() => loadSidecarConfig(['--upstream-port=0'], {})).toThrow(/--upstream-port/);
   });
 
+  it("takes a pool's assignPath from the variable the operator sets, and refuses one that is not a path", () => {
+    expect(loadSidecarConfig([], { SPAWNER_SIDECAR_APP_ASSIGN_PATH: '/spawner/assign?v=1' }).appAssignPath).toBe(
+      '/spawner/assign?v=1',
+    );
+    expect(() => loadSidecarConfig([], { SPAWNER_SIDECAR_APP_ASSIGN_PATH: 'assign' })).toThrow(/APP_ASSIGN_PATH/);
+    expect(() => loadSidecarConfig([], { SPAWNER_SIDECAR_APP_ASSIGN_PATH: '/a b' })).toThrow(/APP_ASSIGN_PATH/);
+    expect(() => loadSidecarConfig([], { SPAWNER_SIDECAR_APP_ASSIGN_PATH: `/${'a'.repeat(256)}` })).toThrow(/APP_ASSIGN_PATH/);
+  });
+
   it('refuses a flag it does not have', () => {
     expect(() => loadSidecarConfig(['--data-path=relay'], {})).toThrow(/Unknown option '--data-path'/);
   });

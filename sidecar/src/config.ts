@@ -16,6 +16,7 @@ export interface SidecarConfig {
   listenHost: string;
   tokenSha256?: string;
   assignSha256?: string;
+  appAssignPath?: string;
   holdTimeoutMs: number;
   holdMaxQueued: number;
   heartbeatSeconds: number;
@@ -52,6 +53,13 @@ export const SIDECAR_CONFIG: ConfigSpec = {
         pattern: '^[0-9a-fA-F]{64}$',
         description:
           "Hex SHA-256 of a warm pool Pod's assign secret: the sidecar starts unassigned, refuses all traffic until the operator POSTs its backend to /assign on the admin port with that secret (common/src/pool-assign.ts).",
+      },
+      appAssignPath: {
+        type: 'string',
+        pattern: '^/[!-~]*$',
+        maxLength: 256,
+        description:
+          "With assignSha256: a path on the app's port where the sidecar POSTs its backend ({name, uid, key}) when assigned, before any request reaches the app; a non-2xx answer fails the assignment (the operator retries). A pool's spec.assignPath.",
       },
       holdTimeoutMs: {
         type: 'integer',

@@ -13,6 +13,7 @@ import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { startAdminServer } from '../../common/src/admin-server';
+import { tellApp } from '../../common/src/backend-identity';
 import { ASSIGN_PATH } from '../../common/src/pool-assign';
 import { createLogger, type Logger } from '../../common/src/logger';
 import { TunnelTracker } from '../../common/src/relay/tunnel-tracker';
@@ -67,7 +68,15 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps = {}): Si
   const registry = deps.registry ?? createRegistry('sidecar', deps.defaultMetrics ?? true);
   const activity = new Activity(deps.now);
   const metrics = createSidecarMetrics(registry, activity);
-  const access = new SidecarAccess(config.tokenSha256, config.assignSha256, logger);
+  const appAssignPath = config.appAssignPath;
+  const access = new SidecarAccess(
+    config.tokenSha256,
+    config.assignSha256,
+    logger,
+    appAssignPath === undefined
+      ? undefined
+      : (id) => tellApp({ host: config.upstreamHost, port: config.upstreamPort, path: appAssignPath }, id),
+  );
   const queue = new HoldQueue(config.holdTimeoutMs, config.holdMaxQueued, (delta) => activity.heldChanged(delta));
   const tracker = new TunnelTracker(
     () => {

@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { startDemoServer, type DemoServer } from './server';
+import { ASSIGN_PATH, startDemoServer, type DemoServer } from './server';
 
 const nextState = (ws: WebSocket, pred: (m: any) => boolean) =>
   new Promise<any>((resolve) =>
@@ -34,5 +34,14 @@ describe('demo backend', () => {
     a.close();
     const res = await fetch(`http://127.0.0.1:${s.port}/hello`);
     expect(await res.json()).toMatchObject({ app: 'spawner-demo-backend', path: '/hello' });
+  });
+
+  it("learns its backend from a warm pool's assignment, and refuses one that is not JSON", async () => {
+    const post = (body: string) => fetch(`http://127.0.0.1:${s.port}${ASSIGN_PATH}`, { method: 'POST', body });
+    expect((await post('{not json')).status).toBe(400);
+    const self = async () => (await (await fetch(`http://127.0.0.1:${s.port}/`)).json()) as { backend?: unknown };
+    expect((await self()).backend).toBeUndefined();
+    expect((await post(JSON.stringify({ name: 'b1', uid: 'u1', key: 'doc/7' }))).status).toBe(200);
+    expect((await self()).backend).toMatchObject({ name: 'b1', uid: 'u1', key: 'doc/7' });
   });
 });

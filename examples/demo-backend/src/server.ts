@@ -7,6 +7,10 @@
  *   client → {"type":"increment"} | {"type":"note","text":"..."} | {"type":"echo", ...}
  *   server → {"type":"state","counter":n,"notes":[...],"clients":n} after every change, and
  *            {"type":"echo", ...} back to the sender only.
+ *
+ * Started in a warm pool whose `assignPath` is ASSIGN_PATH, it learns the backend it serves
+ * ({"name", "uid", "key"}) from the sidecar before anyone connects: the moment to load that
+ * session's document. HTTP GETs answer what it knows about itself, that backend included.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +20,9 @@ export interface DemoState {
   counter: number;
   notes: string[];
 }
+
+/** Where a warm pool's sidecar tells this app its backend (the pool's spec.assignPath). */
+export const ASSIGN_PATH = '/spawner/assign';
 
 const MAX_NOTES = 50;
 const MAX_NOTE_LENGTH = 200;
@@ -29,9 +36,28 @@ export interface DemoServer {
 export async function startDemoServer(port: number, host = '0.0.0.0'): Promise<DemoServer> {
   const state: DemoState = { counter: 0, notes: [] };
   const startedAt = new Date().toISOString();
+  let backend: { name?: unknown; uid?: unknown; key?: unknown; at: string } | undefined;
   const server = http.createServer((req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ app: 'spawner-demo-backend', path: req.url, startedAt, pid: process.pid, counter: state.counter }));
+    const reply = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method === 'POST' && req.url === ASSIGN_PATH) {
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (text = (text + chunk).slice(0, 4096)));
+      req.on('end', () => {
+        try {
+          const { name, uid, key } = JSON.parse(text) as Record<string, unknown>;
+          backend = { name, uid, key, at: new Date().toISOString() };
+          reply(200, { ok: true });
+        } catch {
+          reply(400, { error: 'the assignment is JSON' });
+        }
+      });
+      return;
+    }
+    reply(200, { app: 'spawner-demo-backend', path: req.url, startedAt, pid: process.pid, counter: state.counter, backend });
   });
   const wss = new WebSocketServer({ server, maxPayload: 16 * 1024 });
   const broadcast = (): void => {

@@ -371,8 +371,9 @@ function summarize(opts: WarmPoolOptions, raw: Raw): Omit<BenchResult, 'machine'
     [`steady ${opts.steadyRate}/s against a pool of ${opts.poolSize}: launched warm`, pick('steady', 'Warm')],
     [`steady ${opts.steadyRate}/s: launched cold (pool empty)`, pick('steady', 'Cold')],
   ];
-  const warmup = pick('warmup');
-  if (warmup.length > 0) groups.push(['warm-up (first warm claim, first cold create; counted nowhere else)', warmup]);
+  const warmup = (asked: 'pool' | 'cold'): Sample[] => pick('warmup').filter((s) => s.asked === asked);
+  if (warmup('pool').length > 0) groups.push(['warm-up: the first warm claim (counted nowhere else)', warmup('pool')]);
+  if (warmup('cold').length > 0) groups.push(['warm-up: the first cold create (counted nowhere else)', warmup('cold')]);
   const latencyRows = groups.flatMap(([label, ss]) => [
     [`${label}: client (POST → /wait Ready)`, ...cells(values(ss, api))],
     [`${label}: status (POST → Ready in status.transitions)`, ...cells(values(ss, rec))],

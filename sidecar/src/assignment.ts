@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { identityHeaderLines, type BackendIdentity } from '../../common/src/backend-identity';
 import { bearerToken, TokenGate, verifyTokenHash } from '../../common/src/connection-token';
+import { errorMessage } from '../../common/src/errors';
 import type { Logger } from '../../common/src/logger';
 import { parseAssignment, sameAssignment, type Assignment } from '../../common/src/pool-assign';
 
@@ -103,10 +104,7 @@ export class SidecarAccess {
       }
       const telling = (this.telling ??= {
         assignment: a,
-        failure: this.tellApp({ name: a.name, uid: a.uid, key: a.key }).then(
-          () => undefined,
-          (err: unknown) => (err instanceof Error ? err.message : String(err)),
-        ),
+        failure: this.tellApp({ name: a.name, uid: a.uid, key: a.key }).then(() => undefined, errorMessage),
       });
       const failure = await telling.failure;
       if (this.telling === telling) this.telling = undefined;

@@ -16,8 +16,8 @@
 import { STATUS_CODES } from 'node:http';
 import type * as net from 'node:net';
 import { type SessionLivedBackend } from '../../common/src/backend';
-import { identityHeaderLines, inboundIdentityLines } from '../../common/src/backend-identity';
-import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH } from '../../common/src/constants';
+import { identityHeaderLines, identityOf, inboundIdentityLines } from '../../common/src/backend-identity';
+import { ANNOTATION_TOKEN_HASH } from '../../common/src/constants';
 import { forwardedHttps, takeTokens, TokenGate, tokenCookie } from '../../common/src/connection-token';
 import { isTerminal, phaseOf } from '../../common/src/lifecycle';
 import type { Logger } from '../../common/src/logger';
@@ -409,11 +409,8 @@ export class EntryPoint implements RelayPolicy {
     let extra = tokens.extra;
     if (tokens.token !== undefined) extra += `X-Spawner-Token: ${tokens.token}\r\n`;
     if (route.prefix) extra += `X-Forwarded-Prefix: ${route.prefix}\r\n`;
-    extra += identityHeaderLines({
-      name: route.name,
-      uid: backend.metadata.uid,
-      key: backend.metadata.annotations?.[ANNOTATION_KEY],
-    });
+    // The backend looked up by route.name: its own name is that.
+    extra += identityHeaderLines(identityOf(backend));
     return {
       kind: 'forward',
       upstream: upstreamAddress(endpoint.host, endpoint.port),

@@ -10,6 +10,8 @@
  * with a POST of `{"name", "uid", "key"}` there (`tellApp`), which it can use to load the
  * session's document before anyone connects.
  */
+import type { SessionLivedBackend } from './backend';
+import { ANNOTATION_KEY } from './constants';
 import type { LineRange, RequestHead } from './relay/http1';
 
 export const BACKEND_HEADER = 'X-Spawner-Backend';
@@ -20,6 +22,15 @@ export interface BackendIdentity {
   name: string;
   uid?: string;
   key?: string;
+}
+
+/** Whom a backend's app serves: its name, uid and key (the annotation the API sets from the create's key). */
+export function identityOf(backend: SessionLivedBackend): BackendIdentity {
+  const id: BackendIdentity = { name: backend.metadata.name as string };
+  if (backend.metadata.uid !== undefined) id.uid = backend.metadata.uid;
+  const key = backend.metadata.annotations?.[ANNOTATION_KEY];
+  if (key !== undefined) id.key = key;
+  return id;
 }
 
 /** The header lines that state an identity, to append to a request head. */

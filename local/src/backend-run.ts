@@ -26,8 +26,8 @@ import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { V1ContainerStatus, V1OwnerReference, V1Pod, V1PodStatus, V1Service } from '@kubernetes/client-node';
 import { type SessionLivedBackend } from '../../common/src/backend';
-import { tellApp } from '../../common/src/backend-identity';
-import { ANNOTATION_KEY, ANNOTATION_TOKEN_HASH, API_VERSION, KIND, LABEL_RUN } from '../../common/src/constants';
+import { identityOf, tellApp } from '../../common/src/backend-identity';
+import { ANNOTATION_TOKEN_HASH, API_VERSION, KIND, LABEL_RUN } from '../../common/src/constants';
 import { errorMessage } from '../../common/src/errors';
 import { commandLine, type ImageCatalog, type ResolvedImage } from '../../common/src/image-catalog';
 import type { Logger } from '../../common/src/logger';
@@ -374,12 +374,7 @@ export class BackendRun {
    * the app exited meanwhile.
    */
   private async tellApp(appPort: number, path: string): Promise<boolean> {
-    const { backend } = this;
-    const id = {
-      name: backend.metadata.name as string,
-      uid: backend.metadata.uid,
-      key: backend.metadata.annotations?.[ANNOTATION_KEY],
-    };
+    const id = identityOf(this.backend);
     while (!this.stopping && this.app?.running) {
       try {
         await tellApp({ host: this.deps.host, port: appPort, path }, id);

@@ -7,8 +7,8 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { SessionLivedBackend } from '../../common/src/backend';
+import { identityOf } from '../../common/src/backend-identity';
 import {
-  ANNOTATION_KEY,
   ANNOTATION_TOKEN_HASH,
   ENV_SIDECAR_ASSIGN_HASH,
   SIDECAR_ADMIN_PORT,
@@ -27,10 +27,8 @@ export const waitsForAssignment = (pod: V1Pod): boolean =>
 export type AssignFn = (backend: SessionLivedBackend, pod: V1Pod) => Promise<void>;
 
 export function assignmentOf(backend: SessionLivedBackend): Assignment {
-  const out: Assignment = { name: backend.metadata.name as string, uid: backend.metadata.uid as string };
-  const key = backend.metadata.annotations?.[ANNOTATION_KEY];
+  const out: Assignment = { ...identityOf(backend), uid: backend.metadata.uid as string };
   const tokenSha256 = backend.metadata.annotations?.[ANNOTATION_TOKEN_HASH];
-  if (key !== undefined) out.key = key;
   if (tokenSha256 !== undefined) out.tokenSha256 = tokenSha256;
   return out;
 }

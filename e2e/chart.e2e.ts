@@ -392,15 +392,16 @@ describeWithAgent('chart', () => {
 
     const longest = (s: Session, measure: (from: number, to: number) => number): number =>
       Math.max(0, ...s.gaps.map((g) => measure(g.from, g.to)));
+    // Per session, the longest silence the test process was awake for (what the assertion judges).
+    const gapsMs = sessions.map((s) => longest(s, (from, to) => stalls.awakeMs(from, to)));
     const figures = {
       upgradeMs,
       sessions: sessions.length,
-      // The longest silence the test process was awake for (what the assertion judges) ...
-      maxGapMs: Math.max(...sessions.map((s) => longest(s, (from, to) => stalls.awakeMs(from, to)))),
+      maxGapMs: Math.max(...gapsMs),
       // ... and as the wall clock saw it, with the machine's stalls that explain the difference.
       rawMaxGapMs: Math.max(...sessions.map((s) => longest(s, (from, to) => to - from))),
       testProcessStalls: stalls.stalls.map((s) => ({ atMs: s.from - upgradeStarted, ms: s.to - s.from })),
-      gapsMs: sessions.map((s) => longest(s, (from, to) => stalls.awakeMs(from, to))),
+      gapsMs,
       reconnects: sessions.map((s) => s.reconnects),
       closeCodes: sessions.flatMap((s) => s.closeCodes),
       echoes: sessions.map((s) => s.echoes),

@@ -69,11 +69,13 @@ describe('Tracker', () => {
       unreachableRecheckMs: 100,
       onUnreachable: (s) => (unreachable.push(s), true),
     });
-    await waitFor(() => t.connected);
+    await waitFor(() => t.connected, { description: 'the tracker connected' });
     await sidecar.stop();
     await waitFor(() => unreachable.length === 1, { timeoutMs: 5000, description: 'unreachable reported' });
     t.close();
-  });
+    // Above its two 5 s waits (jest's default was the same 5 s): a slow machine gets the wait that
+    // failed, not a bare jest timeout (CI rehearsal of 8737f98; 1 in 6 runs of the file, 6 at once).
+  }, 15_000);
 
   it('closing leaves no connection behind', async () => {
     const { t } = track(100);
